@@ -1,0 +1,40 @@
+# Two commands for a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+EXTRAS ?= dev,boards
+BOARD  ?= icebreaker
+PYTEST_ARGS ?=
+
+
+.PHONY: install demo test test-slow bench bitstream clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: train a bundled real dataset and write the loss plot.
+demo: $(STAMP)
+	$(VENV)/bin/zipml demo --out results/demo
+
+# The test suite CI runs: everything but the `slow` matrices.
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Every q, every d, both boards placed and routed.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/zipml bench engine --json results/bench_engine.json
+
+bitstream: $(STAMP)
+	$(VENV)/bin/zipml build --board $(BOARD) --json results/build_$(BOARD).json
+
+clean:
+	rm -rf build sim_build .pytest_cache

@@ -1,0 +1,1 @@
+"""Host side: CLI, datasets, driver, estimators."""

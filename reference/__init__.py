@@ -1,0 +1,1 @@
+"""Float reference and bit-exact golden model of ZipML SGD."""

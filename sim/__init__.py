@@ -1,0 +1,1 @@
+"""Verilator harness: builds generated Verilog and steps it from Python."""
