@@ -1,0 +1,301 @@
+"""The one definition of the host <-> board link: frames, commands, registers, status codes.
+
+Pure Python, no Amaranth import: the gateware (`zipml.hw.frame`, `zipml.hw.soc`) and the host
+(`zipml.host.transport`, `zipml.host.device`) both import this module, so the two sides cannot
+drift (the Glasgow habit, shared/STYLE.md). docs/link.md explains the choices.
+
+Frame (both directions), before byte stuffing::
+
+    seq u8 | cmd u8 | len u16 LE | payload[len] | crc u16 BE
+
+On the wire every frame is ``FLAG + stuff(body) + FLAG``; inside the body the bytes ``FLAG``
+and ``ESC`` are sent as ``ESC, byte ^ ESC_XOR`` (HDLC/PPP style), so a ``FLAG`` byte on the line
+always delimits a frame and a receiver resynchronises on the next one after any garbage.
+
+The CRC is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor) over
+``seq .. payload``, appended most significant byte first. Appended that way, the CRC of the whole
+body including the CRC is 0, so the gateware checks a frame without knowing where its CRC
+starts. Python's ``binascii.crc_hqx(data, 0xFFFF)`` computes exactly this CRC.
+
+Responses: every well-formed command frame gets one response frame with the same ``seq`` and
+``cmd | ACK``; its payload is a status byte followed by the command's data. A frame that fails
+the length or CRC check is never acted on: it is counted (register ``rx_bad``) and answered by a
+``NAK`` frame (cmd 0xFF) so the host resends without waiting for its timeout.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "FLAG", "ESC", "ESC_XOR", "HEADER_BYTES", "CRC_BYTES", "MAX_PAYLOAD", "VERSION", "ID_MAGIC",
+    "ACK", "Command", "Status", "Access", "Register", "REGISTERS", "REGISTER_BY_NAME",
+    "REGISTER_BY_ADDR", "ENGINE_REGISTERS", "CTRL_ENABLE", "CTRL_CLEAR", "CTRL_STOP",
+    "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_REPLAY", "STATUS_STREAM_EMPTY",
+    "crc16", "stuff", "unstuff", "encode_frame", "Frame", "FrameError", "FrameParser",
+    "EFFECT_COMMANDS",
+]
+
+FLAG = 0x7E
+ESC = 0x7D
+ESC_XOR = 0x20
+HEADER_BYTES = 4  # seq, cmd, len lo, len hi
+CRC_BYTES = 2
+# Payload bytes a frame may carry (both directions). 256 bytes of stream data per frame keep
+# the 10-byte framing and 9-byte ack at ~7% of the wire, and fit one iCE40 EBR (+2 CRC bytes
+# would not: the receive buffer is MAX_PAYLOAD + CRC_BYTES deep, which Yosys rounds to 512).
+MAX_PAYLOAD = 256
+VERSION = 1
+ID_MAGIC = 0x5A4D0000 | VERSION  # "ZM" << 16 | protocol version, register `id`
+
+ACK = 0x80  # response cmd = command | ACK
+
+
+class Command(enum.IntEnum):
+    """Command codes (host -> board). Payload layouts, all little endian:
+
+    ========== ====================================== ================================
+    command    request payload                        response data (after status)
+    ========== ====================================== ================================
+    PING       none                                   none; also forgets the last seq
+    READ_REG   addr u8                                value u32
+    WRITE_REG  addr u8, value u32                     none
+    STREAM     k words of W bits (W/8 bytes each)     none; sent after the engine took all
+    STORE      k words of W bits                      none; written at ``store_wptr``
+    REPLAY     epochs u16                             none; replay runs in the background
+    READ_MODEL addr u16, count u16                    count words s32
+    WRITE_MODEL addr u16, count words s32             none
+    ========== ====================================== ================================
+    """
+
+    PING = 0x01
+    READ_REG = 0x02
+    WRITE_REG = 0x03
+    STREAM = 0x04
+    STORE = 0x05
+    REPLAY = 0x06
+    READ_MODEL = 0x07
+    WRITE_MODEL = 0x08
+    NAK = 0x7F  # response only, sent as NAK | ACK = 0xFF
+
+
+# Commands with a side effect: a repeated seq (the host resending because our ACK was lost) is
+# acknowledged with Status.DUPLICATE and not executed again. Reads are simply re-executed.
+EFFECT_COMMANDS = frozenset({Command.WRITE_REG, Command.STREAM, Command.STORE, Command.REPLAY,
+                             Command.WRITE_MODEL})
+
+
+class Status(enum.IntEnum):
+    """First payload byte of every response."""
+
+    OK = 0
+    BAD_CMD = 1     # unknown command code
+    BAD_LEN = 2     # payload length wrong for the command (or not whole W-bit words)
+    BAD_ADDR = 3    # register, model or store address out of range, or write to read-only
+    BUSY = 4        # model access while the engine is not idle; STREAM/STORE during replay
+    BAD_FRAME = 5   # (NAK only) CRC, length or overrun error: frame dropped, not acted on
+    DUPLICATE = 6   # same seq as the last executed effect command: acknowledged, not repeated
+
+
+class Access(enum.Enum):
+    RO = "ro"
+    RW = "rw"
+
+
+@dataclass(frozen=True)
+class Register:
+    """One 32-bit register of the board's register file.
+
+    ``width`` is the number of meaningful low bits; writes keep only those. ``engine`` names
+    the `zipml.hw.engine.Engine` port the register drives or reads (``None`` for registers of
+    the system itself); ``part`` selects the 32-bit half of a wider engine counter.
+    """
+
+    name: str
+    addr: int
+    width: int
+    access: Access
+    doc: str
+    engine: str | None = None
+    part: int = 0
+
+    @property
+    def mask(self):
+        return (1 << self.width) - 1
+
+
+_RO, _RW = Access.RO, Access.RW
+
+# CTRL bits. clear and stop are strobes: they act on write and read back as 0.
+CTRL_ENABLE = 1 << 0  # engine runs (its input is ready); 0 holds it
+CTRL_CLEAR = 1 << 1   # engine clear strobe: counters, overflow, decay counter, pass state
+CTRL_STOP = 1 << 2    # abort a replay after the word in flight
+
+# STATUS bits.
+STATUS_IDLE = 1 << 0          # engine idle: no pass in progress, nothing in flight
+STATUS_OVERFLOW = 1 << 1      # engine sticky overflow
+STATUS_REPLAY = 1 << 2        # sample store replay running
+STATUS_STREAM_EMPTY = 1 << 3  # no stream word waiting for the engine
+
+REGISTERS = (
+    Register("id", 0x00, 32, _RO, "ID_MAGIC: 'ZM' << 16 | protocol version"),
+    Register("param_w", 0x01, 32, _RO, "W, stream width and lanes"),
+    Register("param_d_max", 0x02, 32, _RO, "D_MAX, largest d"),
+    Register("param_b_max", 0x03, 32, _RO, "B_MAX, largest minibatch"),
+    Register("param_store_depth", 0x04, 32, _RO, "sample store depth in W-bit words"),
+    Register("param_max_payload", 0x05, 32, _RO, "largest frame payload in bytes"),
+    Register("param_clk_hz", 0x06, 32, _RO, "system clock frequency in Hz"),
+    Register("param_divisor", 0x07, 32, _RO, "UART clocks per bit"),
+    Register("ctrl", 0x08, 3, _RW, "bit 0 enable, bit 1 clear (strobe), bit 2 stop replay (strobe)"),
+    Register("status", 0x09, 4, _RO, "bit 0 idle, 1 overflow, 2 replay running, 3 stream empty"),
+    # Engine run-time registers, docs/engine.md.
+    Register("q", 0x10, 6, _RW, "bits per code, 1..32", engine="q"),
+    Register("mode", 0x11, 1, _RW, "0 double, 1 single (grads from the code buffer)", engine="mode"),
+    Register("d", 0x12, 16, _RW, "features (intercept included)", engine="d"),
+    Register("step", 0x13, 18, _RW, "step mantissa", engine="step"),
+    Register("step_shift", 0x14, 6, _RW, "step exponent", engine="step_shift"),
+    Register("decay_shift", 0x15, 5, _RW, "0 constant step", engine="decay_shift"),
+    Register("n_epoch", 0x16, 32, _RW, "samples per epoch, for the step decay", engine="n_epoch"),
+    Register("l2_shift", 0x17, 6, _RW, "0 no L2 shrink", engine="l2_shift"),
+    # Engine counters (read while idle; the two halves are not latched together).
+    Register("cycles_lo", 0x20, 32, _RO, "enabled cycles since clear, low word", engine="cycles", part=0),
+    Register("cycles_hi", 0x21, 32, _RO, "enabled cycles since clear, high word", engine="cycles", part=1),
+    Register("samples_lo", 0x22, 32, _RO, "dot groups completed, low word", engine="samples", part=0),
+    Register("samples_hi", 0x23, 32, _RO, "dot groups completed, high word", engine="samples", part=1),
+    Register("words_lo", 0x24, 32, _RO, "stream words consumed, low word", engine="words", part=0),
+    Register("words_hi", 0x25, 32, _RO, "stream words consumed, high word", engine="words", part=1),
+    Register("stall_lo", 0x26, 32, _RO, "enabled cycles with input not ready, low word",
+             engine="stall_cycles", part=0),
+    Register("stall_hi", 0x27, 32, _RO, "enabled cycles with input not ready, high word",
+             engine="stall_cycles", part=1),
+    # Sample store (DESIGN.md section 4, "Replay"; docs/link.md).
+    Register("store_wptr", 0x30, 32, _RW, "next STORE word address"),
+    Register("store_len", 0x31, 32, _RW, "words replayed per epoch, from address 0"),
+    Register("replay_done", 0x32, 32, _RO, "epochs fed to the engine by the current replay"),
+    # Link health.
+    Register("rx_ok", 0x38, 32, _RO, "good frames received"),
+    Register("rx_bad", 0x39, 32, _RO, "frames dropped for CRC, length or overrun"),
+    Register("rx_overrun", 0x3A, 32, _RO, "bytes lost because the frame buffer was busy"),
+    Register("rx_uart_err", 0x3B, 32, _RO, "UART framing errors (stop bit 0)"),
+)
+
+REGISTER_BY_NAME = {r.name: r for r in REGISTERS}
+REGISTER_BY_ADDR = {r.addr: r for r in REGISTERS}
+ENGINE_REGISTERS = tuple(r for r in REGISTERS if r.engine is not None and r.access is Access.RW)
+
+assert len(REGISTER_BY_ADDR) == len(REGISTERS), "register addresses must be unique"
+assert all(0 <= r.addr < 256 for r in REGISTERS), "register addresses are one byte"
+
+
+def crc16(data, crc=0xFFFF):
+    """CRC-16/CCITT-FALSE of ``data`` (bytes-like); ``crc16(b"123456789") == 0x29B1``."""
+    return binascii.crc_hqx(bytes(data), crc)
+
+
+
+def stuff(body):
+    """Byte-stuff a frame body: FLAG and ESC become ESC, byte ^ ESC_XOR."""
+    body = bytes(body)
+    if FLAG not in body and ESC not in body:
+        return body
+    return (body.replace(bytes([ESC]), bytes([ESC, ESC ^ ESC_XOR]))
+                .replace(bytes([FLAG]), bytes([ESC, FLAG ^ ESC_XOR])))
+
+
+def unstuff(data):
+    """Inverse of `stuff`; raises `FrameError` on a dangling or invalid escape."""
+    data = bytes(data)
+    if ESC not in data:
+        return data
+    out = bytearray()
+    it = iter(data)
+    for b in it:
+        if b == ESC:
+            try:
+                out.append(next(it) ^ ESC_XOR)
+            except StopIteration:
+                raise FrameError("frame ends inside an escape") from None
+        else:
+            out.append(b)
+    return bytes(out)
+
+
+def encode_frame(seq, cmd, payload=b""):
+    """Wire bytes of one frame: FLAG, stuffed (header, payload, CRC), FLAG."""
+    payload = bytes(payload)
+    if not 0 <= seq < 256:
+        raise ValueError(f"seq must be 0..255, got {seq}")
+    if not 0 <= cmd < 256:
+        raise ValueError(f"cmd must be 0..255, got {cmd}")
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds MAX_PAYLOAD={MAX_PAYLOAD}")
+    body = bytes([seq, cmd, len(payload) & 0xFF, len(payload) >> 8]) + payload
+    body += crc16(body).to_bytes(2, "big")
+    return bytes([FLAG]) + stuff(body) + bytes([FLAG])
+
+
+class FrameError(ValueError):
+    """A received frame failed its length, escape or CRC check."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    seq: int
+    cmd: int
+    payload: bytes
+
+    @classmethod
+    def decode(cls, body):
+        """Check and split one unstuffed body (between two FLAGs)."""
+        if len(body) < HEADER_BYTES + CRC_BYTES:
+            raise FrameError(f"frame of {len(body)} bytes is shorter than header + CRC")
+        if crc16(body) != 0:
+            raise FrameError("CRC mismatch")
+        n = body[2] | body[3] << 8
+        if n != len(body) - HEADER_BYTES - CRC_BYTES:
+            raise FrameError(f"length field {n} != {len(body) - HEADER_BYTES - CRC_BYTES} payload bytes")
+        return cls(body[0], body[1], bytes(body[HEADER_BYTES:-CRC_BYTES]))
+
+
+class FrameParser:
+    """Incremental receiver: feed wire bytes, get good `Frame`s and a count of bad ones.
+
+    The host side of what `zipml.hw.frame.FrameReceiver` does in gateware.
+    """
+
+    def __init__(self):
+        self._buf = bytearray()
+        self._in_frame = False
+        self.bad = 0
+
+    def feed(self, data):
+        frames = []
+        for part in _split_keep(bytes(data)):
+            if part == FLAG:
+                if self._buf:
+                    try:
+                        frames.append(Frame.decode(unstuff(self._buf)))
+                    except FrameError:
+                        self.bad += 1
+                self._buf.clear()
+                self._in_frame = True
+            elif self._in_frame:
+                self._buf += part
+        return frames
+
+
+def _split_keep(data):
+    """Yield runs of non-FLAG bytes and the FLAG bytes (as ints) between them, in order."""
+    start = 0
+    while True:
+        i = data.find(FLAG, start)
+        if i < 0:
+            if start < len(data):
+                yield data[start:]
+            return
+        if i > start:
+            yield data[start:i]
+        yield FLAG
+        start = i + 1
