@@ -1,0 +1,408 @@
+"""Board tops for the iCEBreaker (iCE40 UP5K) and the ULX3S (ECP5 LFE5U-85F).
+
+Each top raises the board crystal with the FPGA's PLL to the engine clock, holds the ``sync``
+domain in reset until the PLL has locked (and, on iCE40, until the block RAMs have woken up),
+and instantiates either
+
+* the board system `zipml.hw.soc.System` (UART link, register map, sample store, engine) with
+  the FTDI UART pins and the status LEDs (``target="system"``), or
+* `zipml.hw.pnr_top.PnrTop`, the engine fed from an on-chip LFSR, whose only output is an LED
+  (``target="engine"``): the place-and-route measure of the engine alone.
+
+The PLL settings are computed here (`ice40_pll` and `ecp5_pll` follow the searches of
+icestorm's ``icepll`` and Project Trellis' ``ecppll``, so the constants are the ones those tools
+print), so a new clock target needs no external tool and no hand-copied constants.
+
+Why a PLL: the crystals are 12 MHz (iCEBreaker) and 25 MHz (ULX3S); the engine closes timing at
+about 48 and 160 MHz, and bus efficiency times clock is the training rate.
+"""
+
+import dataclasses
+import math
+
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
+                          ResetSignal, Signal)
+from amaranth.lib import io
+from amaranth.lib.cdc import FFSynchronizer
+
+
+__all__ = ["BoardSpec", "BOARDS", "board_spec", "ice40_pll", "ecp5_pll", "PLLClocking",
+           "EngineBoardTop", "SystemBoardTop", "make_top"]
+
+
+# --- PLL parameter searches --------------------------------------------------------------------
+
+def ice40_pll(f_in_hz, f_out_hz):
+    """Parameters of an iCE40 ``SB_PLL40_*`` in SIMPLE feedback mode for the closest output.
+
+    The search and limits are those of icestorm's ``icepll`` (iCE40 sysCLOCK PLL guide, TN1251):
+    PFD 10..133 MHz, VCO 533..1066 MHz, output 16..275 MHz, ``f_out = f_in * (DIVF + 1) /
+    ((DIVR + 1) * 2**DIVQ)``.
+
+    Parameters
+    ----------
+    f_in_hz, f_out_hz : float
+        Reference and wanted output frequency in Hz.
+
+    Returns
+    -------
+    dict
+        ``DIVR``, ``DIVF``, ``DIVQ``, ``FILTER_RANGE`` (integers) and ``f_out_hz``, the frequency
+        actually produced.
+    """
+    f_in, f_want = f_in_hz / 1e6, f_out_hz / 1e6
+    if not 10 <= f_in <= 133:
+        raise ValueError(f"iCE40 PLL reference {f_in} MHz is outside 10..133 MHz")
+    if not 16 <= f_want <= 275:
+        raise ValueError(f"iCE40 PLL output {f_want} MHz is outside 16..275 MHz")
+    best = None
+    for divr in range(16):
+        f_pfd = f_in / (divr + 1)
+        if not 10 <= f_pfd <= 133:
+            continue
+        for divf in range(128):
+            f_vco = f_pfd * (divf + 1)
+            if not 533 <= f_vco <= 1066:
+                continue
+            for divq in range(1, 7):
+                f_out = f_vco / 2 ** divq
+                err = abs(f_out - f_want)
+                if best is None or err < best[0]:
+                    best = (err, divr, divf, divq, f_pfd, f_out)
+    _, divr, divf, divq, f_pfd, f_out = best
+    # The loop filter setting depends only on the PFD frequency (icepll's table).
+    filter_range = next(i + 1 for i, top in enumerate((17, 26, 44, 66, 101, math.inf))
+                        if f_pfd < top)
+    return {"DIVR": divr, "DIVF": divf, "DIVQ": divq, "FILTER_RANGE": filter_range,
+            "f_out_hz": f_out * 1e6}
+
+
+def ecp5_pll(f_in_hz, f_out_hz):
+    """Parameters of an ECP5 ``EHXPLLL`` with CLKOP feedback for the closest output.
+
+    The search and limits are those of Project Trellis' ``ecppll``: input 8..400 MHz, PFD
+    3.125..400 MHz, VCO 400..800 MHz, output 10..400 MHz, ``f_out = f_in / CLKI_DIV *
+    CLKFB_DIV`` with ``f_vco = f_out * CLKOP_DIV``.
+
+    Parameters
+    ----------
+    f_in_hz, f_out_hz : float
+        Reference and wanted output frequency in Hz.
+
+    Returns
+    -------
+    dict
+        ``CLKI_DIV``, ``CLKFB_DIV``, ``CLKOP_DIV``, ``CLKOP_CPHASE``, ``f_out_hz``, ``f_vco_hz``.
+    """
+    f_in, f_want = f_in_hz / 1e6, f_out_hz / 1e6
+    if not 8 <= f_in <= 400:
+        raise ValueError(f"ECP5 PLL reference {f_in} MHz is outside 8..400 MHz")
+    if not 10 <= f_want <= 400:
+        raise ValueError(f"ECP5 PLL output {f_want} MHz is outside 10..400 MHz")
+    best = None
+    for clki_div in range(1, 129):
+        f_pfd = f_in / clki_div
+        if not 3.125 <= f_pfd <= 400:
+            continue
+        for clkfb_div in range(1, 81):
+            f_out = f_pfd * clkfb_div
+            for clkop_div in range(1, 129):
+                f_vco = f_out * clkop_div
+                if not 400 <= f_vco <= 800:
+                    continue
+                # Among equal outputs ecppll keeps the VCO nearest mid-range (600 MHz).
+                key = (round(abs(f_out - f_want), 9), abs(f_vco - 600))
+                if best is None or key < best[0]:
+                    best = (key, clki_div, clkfb_div, clkop_div, f_out, f_vco)
+    _, clki_div, clkfb_div, clkop_div, f_out, f_vco = best
+    return {"CLKI_DIV": clki_div, "CLKFB_DIV": clkfb_div, "CLKOP_DIV": clkop_div,
+            # ecppll's phase: half a divider period.
+            "CLKOP_CPHASE": clkop_div // 2,
+            "f_out_hz": f_out * 1e6, "f_vco_hz": f_vco * 1e6}
+
+
+# --- Boards ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BoardSpec:
+    """What the build needs to know about one board.
+
+    Attributes
+    ----------
+    name : str
+        ``icebreaker`` or ``ulx3s``.
+    family : str
+        ``ice40`` or ``ecp5``.
+    clock : str
+        amaranth-boards resource name of the crystal.
+    f_in_hz : float
+        Crystal frequency.
+    target_mhz : float
+        Engine clock goal (issue 4 item 6): the default PLL output and timing constraint.
+    engine : dict
+        Default Engine synthesis parameters for this board (docs/engine.md table).
+    leds : int
+        Status LEDs used by the system top.
+    """
+    name: str
+    family: str
+    clock: str
+    f_in_hz: float
+    target_mhz: float
+    engine: dict
+    leds: int
+
+    def platform(self):
+        """A fresh amaranth-boards platform instance (platforms are single-use)."""
+        if self.name == "icebreaker":
+            from amaranth_boards.icebreaker import ICEBreakerPlatform
+            return ICEBreakerPlatform()
+        from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+        class _ULX3S(ULX3S_85F_Platform):
+            # amaranth-boards lists openFPGALoader among the *build* tools of the ULX3S; it is
+            # only needed to program (`zipml flash`), so building must not require it.
+            @property
+            def required_tools(self):
+                return [t for t in super().required_tools if t != "openFPGALoader"]
+
+        return _ULX3S()
+
+    def pll(self, f_out_hz):
+        """PLL parameters for ``f_out_hz`` from this board's crystal."""
+        return (ice40_pll if self.family == "ice40" else ecp5_pll)(self.f_in_hz, f_out_hz)
+
+
+BOARDS = {
+    # UP5K: 30 EBRs of 4 kbit; W = 8 lanes of 32-bit words at D_MAX = 2048 fill 16 of them.
+    "icebreaker": BoardSpec(
+        name="icebreaker", family="ice40", clock="clk12", f_in_hz=12e6, target_mhz=48.0,
+        engine={"W": 8, "D_MAX": 2048, "B_MAX": 8, "BUF_DEPTH": 256}, leds=2),
+    # ECP5-85F: 208 EBRs; W = 32 lanes, D_MAX = 4096 as in docs/engine.md.
+    "ulx3s": BoardSpec(
+        name="ulx3s", family="ecp5", clock="clk25", f_in_hz=25e6, target_mhz=160.0,
+        engine={"W": 32, "D_MAX": 4096, "B_MAX": 8, "BUF_DEPTH": 2 * 8 * 128 * 8}, leds=8),
+}
+
+
+def board_spec(board):
+    """The `BoardSpec` named ``board``, with one clear error for an unknown name."""
+    try:
+        return BOARDS[board]
+    except KeyError:
+        raise ValueError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}") from None
+
+
+# --- Clocking ----------------------------------------------------------------------------------
+
+class PLLClocking(Elaboratable):
+    """The ``sync`` clock domain from the board crystal through the FPGA PLL.
+
+    Parameters
+    ----------
+    spec : BoardSpec
+        The board (crystal pin, family).
+    f_out_hz : float
+        Wanted engine clock; the achieved one is `frequency`.
+    por_cycles : int
+        ``sync`` cycles that reset stays asserted after the PLL locks. On iCE40 the block RAMs
+        read zeros for ~3 us after configuration; 1024 cycles at 48 MHz is 21 us (>5x margin).
+
+    Attributes
+    ----------
+    frequency : float
+        The PLL output in Hz (what the system's UART divisor must use).
+    locked : Signal, out
+        PLL lock, synchronized to ``sync``; drives a status LED.
+
+    Notes
+    -----
+    The ``sync`` reset is released ``por_cycles`` cycles after a synchronized lock and asserted
+    again, asynchronously to nothing, by any loss of lock (the counter restarts).
+    """
+
+    def __init__(self, spec, f_out_hz, *, por_cycles=1024):
+        self.spec = spec
+        self.params = spec.pll(f_out_hz)
+        self.frequency = self.params["f_out_hz"]
+        self.por_cycles = por_cycles
+        self.locked = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        clk_sync = Signal()  # the PLL output; a plain Signal so it can carry a clock constraint
+        m.d.comb += ClockSignal("sync").eq(clk_sync)
+        pll_lock = Signal()
+        p = self.params
+        if self.spec.family == "ice40":
+            # SB_PLL40_PAD takes the crystal straight from its pad (iCEBreaker pin 35 is the
+            # PLL's pad), so the pad must not also get an SB_IO: request it raw.
+            clk_port = platform.request(self.spec.clock, dir="-")
+            m.submodules.pll = Instance(
+                "SB_PLL40_PAD",
+                p_FEEDBACK_PATH="SIMPLE",
+                p_PLLOUT_SELECT="GENCLK",
+                p_DIVR=p["DIVR"], p_DIVF=p["DIVF"], p_DIVQ=p["DIVQ"],
+                p_FILTER_RANGE=p["FILTER_RANGE"],
+                i_PACKAGEPIN=clk_port.io,
+                i_RESETB=Const(1),
+                i_BYPASS=Const(0),
+                o_PLLOUTGLOBAL=clk_sync,
+                o_LOCK=pll_lock,
+            )
+        else:
+            clk_port = platform.request(self.spec.clock, dir="-")
+            m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_port)
+            clkop = clk_sync
+            m.submodules.pll = Instance(
+                "EHXPLLL",
+                # Trellis' loop-filter settings (what ecppll writes for every configuration).
+                a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+                a_MFG_GMCREF_SEL="2",
+                a_FREQUENCY_PIN_CLKI=f"{self.spec.f_in_hz / 1e6:g}",
+                a_FREQUENCY_PIN_CLKOP=f"{self.frequency / 1e6:g}",
+                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+                p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
+                p_CLKI_DIV=p["CLKI_DIV"], p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"],
+                p_CLKOP_CPHASE=p["CLKOP_CPHASE"], p_CLKOP_FPHASE=0,
+                p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=p["CLKFB_DIV"],
+                i_RST=Const(0), i_STDBY=Const(0), i_CLKI=clk_buf.i, i_CLKFB=clkop,
+                i_PHASESEL0=Const(0), i_PHASESEL1=Const(0), i_PHASEDIR=Const(1),
+                i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
+                i_ENCLKOP=Const(0),
+                o_CLKOP=clkop, o_LOCK=pll_lock,
+            )
+        # nextpnr derives the PLL output frequency from the crystal's constraint; stating it
+        # here as well makes the engine clock's target explicit in the constraint file.
+        platform.add_clock_constraint(clk_sync, self.frequency)
+
+        # Power-on reset: a reset-less counter in the PLL clock, restarted by loss of lock.
+        m.domains.por = ClockDomain("por", reset_less=True, local=True)
+        m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
+        lock_sync = Signal()
+        m.submodules.lock_sync = FFSynchronizer(pll_lock, lock_sync, o_domain="por", reset=0)
+        timer = Signal(range(self.por_cycles + 1))
+        ready = Signal()
+        with m.If(~lock_sync):
+            m.d.por += [timer.eq(0), ready.eq(0)]
+        with m.Elif(timer == self.por_cycles):
+            m.d.por += ready.eq(1)
+        with m.Else():
+            m.d.por += timer.eq(timer + 1)
+        m.d.comb += [ResetSignal("sync").eq(~ready), self.locked.eq(ready)]
+        return m
+
+
+def _request_leds(platform, n):
+    """Up to ``n`` LED outputs (amaranth-boards ``led`` resources), as a list of 1-bit Values."""
+    leds = []
+    for i in range(n):
+        try:
+            leds.append(platform.request("led", i).o)
+        except Exception:  # the board has fewer LEDs than asked for
+            break
+    return leds
+
+
+# --- Tops --------------------------------------------------------------------------------------
+
+class EngineBoardTop(Elaboratable):
+    """Board top for the engine-only timing measure: PLL clock + `PnrTop` + LEDs.
+
+    LED 0 shows the engine's reduced outputs (so nothing is optimized away), LED 1 the PLL lock.
+
+    Parameters
+    ----------
+    spec : BoardSpec
+    f_out_hz : float
+        Engine clock wanted from the PLL.
+    engine : dict
+        Engine synthesis parameters (``W``, ``D_MAX``, ``B_MAX``, ``BUF_DEPTH``).
+    """
+
+    def __init__(self, spec, f_out_hz, engine):
+        self.spec = spec
+        self.clocking = PLLClocking(spec, f_out_hz)
+        self.engine_params = dict(engine)
+
+    def elaborate(self, platform):
+        from .pnr_top import PnrTop
+
+        m = Module()
+        m.submodules.clocking = self.clocking
+        m.submodules.pnr = pnr = PnrTop(**self.engine_params)
+        leds = _request_leds(platform, 2)
+        m.d.comb += leds[0].eq(pnr.led)
+        if len(leds) > 1:
+            m.d.comb += leds[1].eq(self.clocking.locked)
+        return m
+
+
+class SystemBoardTop(Elaboratable):
+    """Board top of the product: PLL clock + `zipml.hw.soc.System` on the FTDI UART + LEDs.
+
+    Parameters
+    ----------
+    spec : BoardSpec
+    f_out_hz : float
+        System/engine clock wanted from the PLL; the system is told the achieved frequency.
+    engine : dict
+        Engine synthesis parameters passed to the system.
+    baud : int or None
+        UART baud; ``None`` takes the system's default.
+    """
+
+    def __init__(self, spec, f_out_hz, engine, *, baud=None):
+        self.spec = spec
+        self.clocking = PLLClocking(spec, f_out_hz)
+        self.engine_params = dict(engine)
+        self.baud = baud
+
+    def make_system(self):
+        """The `zipml.hw.soc.System` for this board (kept separate so tests can inspect it)."""
+        try:
+            from .soc import System
+        except ImportError as exc:
+            raise RuntimeError(
+                "the board system zipml.hw.soc.System is not available "
+                f"({exc}); build the engine-only top with --target engine") from None
+        kwargs = dict(clk_freq=self.clocking.frequency, **self.engine_params)
+        if self.baud is not None:
+            kwargs["baud"] = self.baud
+        return System(**kwargs)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.clocking = self.clocking
+        m.submodules.system = system = self.make_system()
+        uart = platform.request("uart", 0)
+        # The system owns the UART's bit timing; the pins are plain buffers. rx gets a
+        # 2-flop synchronizer here because the FTDI drives it asynchronously.
+        rx = Signal(init=1)
+        m.submodules.rx_sync = FFSynchronizer(uart.rx.i, rx, init=1)
+        m.d.comb += [system.rx.eq(rx), uart.tx.o.eq(system.tx)]
+        leds = _request_leds(platform, self.spec.leds)
+        status = [self.clocking.locked]
+        if hasattr(system, "leds"):
+            status += [system.leds[i] for i in range(len(system.leds))]
+        for led, value in zip(leds, status):
+            m.d.comb += led.eq(value)
+        return m
+
+
+def make_top(board, target="system", f_out_hz=None, engine=None, **kwargs):
+    """The board top for ``board`` (``icebreaker``/``ulx3s``) and ``target`` (engine/system).
+
+    ``f_out_hz`` defaults to the board's target clock, ``engine`` to its default parameters
+    (entries given override the defaults).
+    """
+    spec = board_spec(board)
+    f_out_hz = spec.target_mhz * 1e6 if f_out_hz is None else f_out_hz
+    params = {**spec.engine, **(engine or {})}
+    if target == "engine":
+        return EngineBoardTop(spec, f_out_hz, params)
+    if target == "system":
+        return SystemBoardTop(spec, f_out_hz, params, **kwargs)
+    raise ValueError(f"unknown target {target!r}; choose engine or system")

