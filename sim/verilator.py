@@ -135,7 +135,7 @@ _MODULE_RE = r"\bmodule\s+{name}\s*(?:#\s*\(.*?\)\s*)?\((?P<header>.*?)\)\s*;(?P
 _DECL_RE = re.compile(
     r"(?:^|[;(,])\s*(?:\(\*.*?\*\)\s*)*(?P<dir>input|output|inout)\b\s*"
     r"(?:wire\b|reg\b|logic\b)?\s*(?:signed\b)?\s*"
-    r"(?:\[\s*(?P<msb>\d+)\s*:\s*(?P<lsb>\d+)\s*\])?\s*(?P<names>[A-Za-z_][\w$]*(?:\s*,\s*[A-Za-z_][\w$]*)*)",
+    r"(?:\[\s*(?P<msb>\d+)\s*:\s*(?P<lsb>\d+)\s*\])?\s*(?P<names>[A-Za-z_][\w$]*(?:\s*,\s*(?!(?:input|output|inout)\b)[A-Za-z_][\w$]*)*)",
     re.S | re.M)
 
 
@@ -501,8 +501,9 @@ class Model:
                max_cycles: int | None = None) -> StreamStats:
         """Send ``words`` into the stream input ``prefix`` (``<prefix>__payload/valid/ready``).
 
-        A source with random valid gaps: before each word it idles one cycle with probability
-        ``gap_prob`` (reproducible from ``seed``); an offered word stays on the bus until taken.
+        A source with random valid gaps: every cycle it has no word on the bus it idles with
+        probability ``gap_prob`` (so ``gap_prob / (1 - gap_prob)`` idle cycles per word on
+        average, reproducible from ``seed``); an offered word stays on the bus until taken.
 
         Raises
         ------

@@ -149,8 +149,8 @@ int64_t zm_wait(void* h, int port, uint64_t value, uint64_t max_cycles) {
 }
 
 // Stream source (amaranth.lib.stream rules): drive words[0..n) on payload/valid, one transfer
-// per cycle where valid & ready at the rising edge.  Before each new word, with probability
-// gap_prob, the source idles (valid 0) for that cycle; once valid is up it stays up with the
+// per cycle where valid & ready at the rising edge.  Every cycle with no word on the bus, with
+// probability gap_prob, the source idles (valid 0) for that cycle; once valid is up it stays up with the
 // same payload until the word is taken, as the stream rules require.  Ends with valid 0.
 // stats[0] = words transferred, stats[1] = cycles the source held a word the sink did not take,
 // stats[2] = gap cycles.  Returns the cycles spent, or -1 if max_cycles passed first.
