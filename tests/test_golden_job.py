@@ -1,0 +1,88 @@
+"""Register conversions of zipml.reference.engine_job (lr -> STEP/STEP_SHIFT, decay, L2, Q8.24)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from zipml.reference import engine_job as job
+from zipml.reference.golden import EngineConfig
+
+
+@pytest.mark.parametrize("q", [1, 2, 4, 8, 32])
+@pytest.mark.parametrize("lr", [1e-6, 3.7e-4, 0.01, 0.5, 3.0, 100.0])
+def test_step_registers_brute_force(lr, q):
+    K = lr * 4.0**q / (2**q - 1) ** 2
+    # brute force: the largest shift whose rounded mantissa fits 18 bits
+    best = max(s for s in range(64) if round(K * 2.0**s) <= 2**18 - 1)
+    step, shift = job.step_registers(lr, q)
+    assert (step, shift) == (round(K * 2.0**best), best)
+    assert 2**17 <= step < 2**18
+    assert abs(job.effective_lr(step, shift, q) - lr) <= lr * 2.0**-17
+
+
+def test_step_registers_limits():
+    with pytest.raises(ValueError, match="too large"):
+        job.step_registers(2.0**19, 8)
+    with pytest.raises(ValueError, match="too small"):
+        job.step_registers(1e-30, 8)
+    with pytest.raises(ValueError, match="positive"):
+        job.step_registers(-0.1, 8)
+    # the largest lr that fits lands on shift 0: q=1 has K = 4 lr, so lr = 2^16 -> STEP = 2^18
+    # does not fit, lr = (2^18 - 1) / 4 does
+    assert job.step_registers((2**18 - 1) / 4, 1) == (2**18 - 1, 0)
+    with pytest.raises(ValueError, match="too large"):
+        job.step_registers(2.0**16, 1)
+
+
+def test_decay_and_l2_shifts():
+    assert job.decay_shift_for(None) == 0 and job.decay_shift_for(1.0) == 0
+    assert job.decay_shift_for(0.5) == 1 and job.decay_shift_for(0.9) == 3   # 1-1/8 = 0.875
+    assert job.decay_shift_for(0.99) == 7                                    # 1-1/128
+    with pytest.raises(ValueError, match="decay factor"):
+        job.decay_shift_for(0.2)
+    assert job.l2_shift_for(0.1, 0.0) == 0
+    assert job.l2_shift_for(0.01, 0.1) == 10                                 # 1e-3 ~ 2^-10
+    with pytest.raises(ValueError, match="flip"):
+        job.l2_shift_for(1.0, 2.0)
+    # 1000 - 1000>>3 = 875, 875 - 109 = 766
+    assert job.decayed_step(1000, 3, 2) == 766 and job.decayed_step(1000, 0, 5) == 1000
+
+
+def test_model_words_round_trip_and_saturate():
+    x = np.array([0.0, 1.0, -1.0, 2.0**-24, 127.5, -128.0, 1000.0, -1000.0])
+    w = job.model_words(x)
+    assert w.tolist() == [0, 2**24, -(2**24), 1, int(127.5 * 2**24), -(2**31), 2**31 - 1,
+                          -(2**31)]
+    np.testing.assert_array_equal(job.float_model(w[:6]), x[:6])
+
+
+def test_engine_mode():
+    assert job.engine_mode("double", 3) == (0, 3)
+    assert job.engine_mode("naive", 3) == (1, 3)
+    assert job.engine_mode("deterministic", 8) == (1, 8)
+    assert job.engine_mode("full", 2) == (1, 32)
+    with pytest.raises(ValueError, match="quantizer must be"):
+        job.engine_mode("triple", 3)
+    with pytest.raises(ValueError, match="1..8"):
+        job.engine_mode("double", 9)
+
+
+def _order(n, epoch, seed):
+    return np.random.default_rng([seed, epoch, 99]).permutation(n)
+
+
+def test_job_checks_engine_limits():
+    A = np.zeros((10, 300))
+    b = np.zeros(10)
+    small = EngineConfig(W=32, D_MAX=256, B_MAX=4, BUF_DEPTH=2 * 4 * 8 * 8)
+    with pytest.raises(ValueError, match="D_MAX"):
+        job.EngineJob.build(A, b, quantizer="double", q=2, lr=0.1, order=_order, config=small)
+    A = np.zeros((10, 200))
+    with pytest.raises(ValueError, match="minibatch B"):
+        job.EngineJob.build(A, b, quantizer="double", q=2, lr=0.1, B=5, order=_order,
+                            config=small)
+    with pytest.raises(ValueError, match="code-buffer"):
+        job.EngineJob.build(A, b, quantizer="full", q=2, lr=0.1, B=4, order=_order, config=small)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        job.EngineJob.build(A + 2, b, quantizer="double", q=2, lr=0.1, order=_order)
