@@ -20,6 +20,8 @@ about 48 and 160 MHz, and bus efficiency times clock is the training rate.
 import dataclasses
 import math
 
+import numpy as np
+
 from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
                           ResetSignal, Signal)
 from amaranth.lib import io
@@ -80,7 +82,8 @@ def ice40_pll(f_in_hz, f_out_hz):
 def ecp5_pll(f_in_hz, f_out_hz):
     """Parameters of an ECP5 ``EHXPLLL`` with CLKOP feedback for the closest output.
 
-    The search and limits are those of Project Trellis' ``ecppll``: input 8..400 MHz, PFD
+    The search, limits and tie-breaks are those of Project Trellis' ``ecppll`` (its
+    ``CLKOP_CPHASE`` differs and does not matter with CLKOP feedback): input 8..400 MHz, PFD
     3.125..400 MHz, VCO 400..800 MHz, output 10..400 MHz, ``f_out = f_in / CLKI_DIV *
     CLKFB_DIV`` with ``f_vco = f_out * CLKOP_DIV``.
 
@@ -99,24 +102,26 @@ def ecp5_pll(f_in_hz, f_out_hz):
         raise ValueError(f"ECP5 PLL reference {f_in} MHz is outside 8..400 MHz")
     if not 10 <= f_want <= 400:
         raise ValueError(f"ECP5 PLL output {f_want} MHz is outside 10..400 MHz")
-    best = None
-    for clki_div in range(1, 129):
-        f_pfd = f_in / clki_div
-        if not 3.125 <= f_pfd <= 400:
-            continue
-        for clkfb_div in range(1, 81):
-            f_out = f_pfd * clkfb_div
-            for clkop_div in range(1, 129):
-                f_vco = f_out * clkop_div
-                if not 400 <= f_vco <= 800:
-                    continue
-                # Among equal outputs ecppll keeps the VCO nearest mid-range (600 MHz).
-                key = (round(abs(f_out - f_want), 9), abs(f_vco - 600))
-                if best is None or key < best[0]:
-                    best = (key, clki_div, clkfb_div, clkop_div, f_out, f_vco)
-    _, clki_div, clkfb_div, clkop_div, f_out, f_vco = best
+    # ecppll searches in single precision; ties between settings with the same output are
+    # broken by that rounding (e.g. 25 -> 133 MHz), so the arithmetic is float32 here too.
+    f32 = np.float32
+    i = np.arange(1, 129, dtype=f32)[:, None, None]    # CLKI_DIV
+    fb = np.arange(1, 81, dtype=f32)[None, :, None]    # CLKFB_DIV
+    o = np.arange(1, 129, dtype=f32)[None, None, :]    # CLKOP_DIV
+    f_pfd = f32(f_in) / i
+    f_vco = f_pfd * fb * o
+    f_out = f_vco / o
+    ok = (f_pfd >= 3.125) & (f_pfd <= 400) & (f_vco >= 400) & (f_vco <= 800)
+    err = np.where(ok, np.abs(f_out - f32(f_want)), np.inf)
+    # Smallest error, then the VCO nearest mid-range (600 MHz), then the first in loop order.
+    dist = np.where(err == err.min(), np.abs(f_vco - f32(600)), np.inf)
+    clki_div, clkfb_div, clkop_div = (int(v) + 1 for v in
+                                      np.unravel_index(np.argmin(dist), dist.shape))
+    f_out = float(f_out[clki_div - 1, clkfb_div - 1, clkop_div - 1])
+    f_vco = float(f_vco[clki_div - 1, clkfb_div - 1, clkop_div - 1])
     return {"CLKI_DIV": clki_div, "CLKFB_DIV": clkfb_div, "CLKOP_DIV": clkop_div,
-            # ecppll's phase: half a divider period.
+            # Phase of CLKOP against the VCO, in VCO cycles. With CLKOP as its own feedback
+            # the phase does not change the output; half a divider period, as usual.
             "CLKOP_CPHASE": clkop_div // 2,
             "f_out_hz": f_out * 1e6, "f_vco_hz": f_vco * 1e6}
 
@@ -274,9 +279,8 @@ class PLLClocking(Elaboratable):
                 i_ENCLKOP=Const(0),
                 o_CLKOP=clkop, o_LOCK=pll_lock,
             )
-        # nextpnr derives the PLL output frequency from the crystal's constraint; stating it
-        # here as well makes the engine clock's target explicit in the constraint file.
-        platform.add_clock_constraint(clk_sync, self.frequency)
+        # No constraint on clk_sync itself: nextpnr derives the PLL output's frequency from the
+        # crystal's constraint and the PLL parameters (and Yosys renames the net anyway).
 
         # Power-on reset: a reset-less counter in the PLL clock, restarted by loss of lock.
         m.domains.por = ClockDomain("por", reset_less=True, local=True)

@@ -23,6 +23,7 @@ Command lines (wired into the ``zipml`` CLI; also ``python -m zipml.hw.build``):
 import argparse
 import contextlib
 import json
+import math
 import os
 import pathlib
 import re
@@ -144,7 +145,7 @@ def _summarize_path(path_entry):
             if loc and loc not in sources:
                 sources.append(loc)
     return {
-        "from_clock": path_entry.get("from"), "to_clock": path_entry.get("to"),
+        "clock": _clock_name(str(path_entry.get("from", ""))).replace("posedge ", ""),
         "start": _pretty_name(steps[0]["from"]["cell"]) if steps else None,
         "end": _pretty_name(steps[-1]["to"]["cell"]) if steps else None,
         "delay_ns": round(sum(s.get("delay", 0.0) for s in steps), 3),
@@ -155,33 +156,39 @@ def _summarize_path(path_entry):
     }
 
 
-def parse_report(report, clock_hint=None):
+def _clock_name(net):
+    # nextpnr-ecp5 calls a promoted clock "$glbnet$<net>"; the net is the name users know.
+    return net.replace("$glbnet$", "")
+
+
+def parse_report(report):
     """Fmax, utilization and critical path from a nextpnr ``--report`` JSON (a dict).
 
     Parameters
     ----------
     report : dict
         The parsed report (nextpnr >= 0.4: ``fmax``, ``utilization``, ``critical_paths``).
-    clock_hint : str or None
-        Substring of the engine clock's net name; its critical path is reported first.
 
     Returns
     -------
     dict
         ``fmax_mhz`` {clock: achieved MHz}, ``constraint_mhz`` {clock: MHz},
         ``utilization`` {bel: {used, available, percent}} (bels in use only),
-        ``critical_path`` (the slowest same-clock path, summarized), ``timing_met``.
+        ``critical_path`` (the same-clock path of the slowest clock, summarized),
+        ``timing_met`` (every clock reached its constraint).
     """
-    fmax = {clk: round(v["achieved"], 2) for clk, v in report.get("fmax", {}).items()}
-    constraint = {clk: round(v["constraint"], 2) for clk, v in report.get("fmax", {}).items()}
+    fmax = {_clock_name(c): round(v["achieved"], 2) for c, v in report.get("fmax", {}).items()}
+    constraint = {_clock_name(c): round(v["constraint"], 2)
+                  for c, v in report.get("fmax", {}).items()}
     util = {}
     for bel, v in report.get("utilization", {}).items():
         if v.get("used", 0):
             util[bel] = {"used": v["used"], "available": v["available"],
                          "percent": round(100.0 * v["used"] / max(v["available"], 1), 1)}
     paths = [p for p in report.get("critical_paths", []) if p.get("from") == p.get("to")]
-    if clock_hint is not None:
-        paths.sort(key=lambda p: clock_hint not in str(p.get("from")))
+    # One critical path per clock pair; report the one that sets the lowest Fmax.
+    paths.sort(key=lambda p: fmax.get(_clock_name(str(p.get("from")).replace("posedge ", "")
+                                                  .replace("negedge ", "")), math.inf))
     critical = _summarize_path(paths[0]) if paths else None
     met = all(fmax[c] >= constraint[c] for c in fmax)
     return {"fmax_mhz": fmax, "constraint_mhz": constraint, "utilization": util,
