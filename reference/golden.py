@@ -381,6 +381,11 @@ def parse_label(words, W: int):
 # the whole engine
 # ----------------------------------------------------------------------------------------------
 
+def _clip32(x):
+    # np.clip has a large per-call overhead; the run loop calls this 3 times per pass
+    return np.minimum(np.maximum(x, _I32_MIN), _I32_MAX)
+
+
 def _words_to_bits(words: np.ndarray, W: int) -> np.ndarray:
     """(N,) uint64 words -> (N, W) uint8 bits, bit i of the word at column i."""
     as_bytes = np.ascontiguousarray(words.astype("<u8")).view(np.uint8).reshape(-1, 8)
@@ -497,7 +502,7 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
             Xn = X - ((U + (1 << (G - 1))) >> G)
             if regs.l2_shift:
                 Xn -= X >> np.int64(regs.l2_shift)
-            Xs = np.clip(Xn, _I32_MIN, _I32_MAX)
+            Xs = _clip32(Xn)
             overflow |= bool(((Xs != Xn) & mask).any())
             X = np.where(mask, Xs, X)
 
@@ -512,7 +517,7 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
             S = np.einsum("cspw,cw->csp", d_signs, X)                       # (C, n_dot, q)
             A = ((S << G) >> plane_shift).sum(axis=(0, 2))                  # (n_dot,)
             En = (A >> G) - L
-            E = np.clip(En, _I32_MIN, _I32_MAX)
+            E = _clip32(En)
             overflow |= bool((E != En).any())
             if regs.decay_shift and regs.n_epoch:
                 steps = np.empty(n_dot, dtype=np.int64)
@@ -526,7 +531,7 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
                 steps = np.int64(step)
                 count = (count + n_dot) % regs.n_epoch if regs.n_epoch else count + n_dot
             Tn = (E * steps + R) >> np.int64(step_shift)
-            T_queue = np.clip(Tn, _I32_MIN, _I32_MAX)
+            T_queue = _clip32(Tn)
             overflow |= bool((T_queue != Tn).any())
             samples += n_dot
             if tr is not None:
