@@ -1,0 +1,290 @@
+"""Host driver of the board system: the same code for the Verilator simulation and the FPGA.
+
+`Device` speaks the framed protocol of `zipml.hw.protocol` over any `Transport`: stop-and-wait,
+one command in flight, resend on NAK or timeout (the board acknowledges a repeated effect
+command as DUPLICATE without doing it twice). Above it: configure the engine registers, upload
+packed words (streaming, or once into the sample store and replay), read the model and counters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from zipml.hw import protocol as P
+
+__all__ = ["Device", "DeviceError", "DeviceTimeout", "LinkStats"]
+
+C, S = P.Command, P.Status
+
+
+class DeviceError(RuntimeError):
+    """The board answered a command with an error status, or is not a zipml board."""
+
+
+class DeviceTimeout(DeviceError):
+    """No valid answer after all retries."""
+
+
+class LinkStats:
+    """Bytes and frames the driver moved; ``payload`` counts stream/store data bytes only."""
+
+    def __init__(self):
+        self.tx_bytes = self.rx_bytes = self.payload = 0
+        self.commands = self.resends = self.naks = self.bad_rx = 0
+
+    def as_dict(self):
+        return dict(vars(self))
+
+
+class Device:
+    """A zipml board behind a transport.
+
+    Parameters
+    ----------
+    transport : zipml.host.transport.Transport
+    timeout : float
+        Seconds to wait for each answer before resending (simulated seconds in simulation).
+    retries : int
+        Resends of one command before `DeviceTimeout`.
+
+    Attributes
+    ----------
+    params : dict
+        The board's synthesis parameters read at open: ``W``, ``D_MAX``, ``B_MAX``,
+        ``STORE_DEPTH``, ``max_payload``, ``clk_hz``, ``divisor``.
+    stats : LinkStats
+    """
+
+    def __init__(self, transport, timeout=0.05, retries=4):
+        self.transport = transport
+        self.timeout = timeout
+        self.retries = retries
+        self.stats = LinkStats()
+        self._seq = 0
+        self._parser = P.FrameParser()
+        self._pending = []
+        self.ping()
+        ident = self.read_reg("id")
+        if ident != P.ID_MAGIC:
+            raise DeviceError(f"not a zipml board or another protocol version: id register "
+                              f"{ident:#010x}, expected {P.ID_MAGIC:#010x}")
+        self.params = {
+            "W": self.read_reg("param_w"),
+            "D_MAX": self.read_reg("param_d_max"),
+            "B_MAX": self.read_reg("param_b_max"),
+            "STORE_DEPTH": self.read_reg("param_store_depth"),
+            "max_payload": self.read_reg("param_max_payload"),
+            "clk_hz": self.read_reg("param_clk_hz"),
+            "divisor": self.read_reg("param_divisor"),
+        }
+        self.W = self.params["W"]
+
+    # ------------------------------------------------------------------ transactions
+    def _receive(self):
+        """Next frame from the board, or None on timeout."""
+        while not self._pending:
+            data = self.transport.read(self.timeout)
+            if not data:
+                return None
+            self.stats.rx_bytes += len(data)
+            bad = self._parser.bad
+            self._pending += self._parser.feed(data)
+            self.stats.bad_rx += self._parser.bad - bad
+        return self._pending.pop(0)
+
+    def transact(self, cmd, payload=b""):
+        """Send one command and return its response data (after the status byte).
+
+        Raises
+        ------
+        DeviceTimeout
+            No answer (or only NAKs) after ``retries`` resends.
+        DeviceError
+            The board answered with an error status.
+        """
+        cmd = C(cmd)
+        seq = self._seq
+        self._seq = (self._seq + 1) & 0xFF
+        frame = P.encode_frame(seq, cmd, payload)
+        self.stats.commands += 1
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.resends += 1
+            self.transport.write(frame)
+            self.stats.tx_bytes += len(frame)
+            while True:
+                resp = self._receive()
+                if resp is None:
+                    break                               # timeout: resend
+                if resp.cmd == C.NAK | P.ACK:
+                    self.stats.naks += 1
+                    break                               # the board saw a bad frame: resend
+                if resp.seq != seq or resp.cmd != cmd | P.ACK or not resp.payload:
+                    continue                            # a late answer to an earlier attempt
+                status = resp.payload[0]
+                if status in (S.OK, S.DUPLICATE):
+                    return resp.payload[1:]
+                try:
+                    name = S(status).name
+                except ValueError:
+                    name = f"unknown status {status}"
+                raise DeviceError(f"{cmd.name} failed: {name} ({_HINTS.get(status, '')})")
+        raise DeviceTimeout(f"{cmd.name}: no valid answer after {self.retries + 1} tries of "
+                            f"{self.timeout} s each (is the board powered, programmed with a "
+                            f"zipml bitstream and at {self.transport.baud} baud?)")
+
+    # ------------------------------------------------------------------ registers
+    def ping(self):
+        self.transact(C.PING)
+
+    @staticmethod
+    def _reg(name):
+        try:
+            return P.REGISTER_BY_NAME[name]
+        except KeyError:
+            raise ValueError(f"unknown register {name!r}; known: "
+                             f"{', '.join(P.REGISTER_BY_NAME)}") from None
+
+    def read_reg(self, name):
+        r = self._reg(name)
+        return int.from_bytes(self.transact(C.READ_REG, bytes([r.addr])), "little")
+
+    def write_reg(self, name, value):
+        r = self._reg(name)
+        if r.access is not P.Access.RW:
+            raise ValueError(f"register {name!r} is read-only")
+        value = int(value)
+        if not 0 <= value <= r.mask:
+            raise ValueError(f"register {name!r} is {r.width} bits: {value} does not fit")
+        self.transact(C.WRITE_REG, bytes([r.addr]) + value.to_bytes(4, "little"))
+
+    def configure(self, **regs):
+        """Write engine registers by name (``q``, ``mode``, ``d``, ``step``, ...)."""
+        for name, value in regs.items():
+            self.write_reg(name, value)
+
+    def set_ctrl(self, enable=True, clear=False, stop=False):
+        self.write_reg("ctrl", (P.CTRL_ENABLE if enable else 0) | (P.CTRL_CLEAR if clear else 0)
+                       | (P.CTRL_STOP if stop else 0))
+
+    def status(self):
+        s = self.read_reg("status")
+        return {"idle": bool(s & P.STATUS_IDLE), "overflow": bool(s & P.STATUS_OVERFLOW),
+                "replay": bool(s & P.STATUS_REPLAY)}
+
+    def counters(self):
+        """Engine counters and link health, as plain ints."""
+        out = {}
+        for name in ("cycles", "samples", "words", "stall"):
+            out[name if name != "stall" else "stall_cycles"] = (
+                self.read_reg(f"{name}_lo") | self.read_reg(f"{name}_hi") << 32)
+        out["overflow"] = self.status()["overflow"]
+        for name in ("rx_ok", "rx_bad", "rx_overrun", "rx_uart_err", "replay_done"):
+            out[name] = self.read_reg(name)
+        return out
+
+    # ------------------------------------------------------------------ data
+    def _word_bytes(self, words):
+        w = np.asarray(words)
+        if w.ndim != 1:
+            raise ValueError(f"words must be a 1-D array, got shape {w.shape}")
+        if w.size and (not np.issubdtype(w.dtype, np.integer)):
+            raise ValueError(f"words must be integers, got dtype {w.dtype}")
+        w = w.astype(np.uint64)
+        if self.W < 64 and w.size and int(w.max()) >> self.W:
+            raise ValueError(f"a word does not fit in W={self.W} bits")
+        return w.astype(f"<u{self.W // 8}").tobytes()
+
+    def _send_words(self, cmd, words, progress=None):
+        data = self._word_bytes(words)
+        step = (self.params["max_payload"] // (self.W // 8)) * (self.W // 8)
+        for i in range(0, len(data), step):
+            chunk = data[i:i + step]
+            self.transact(cmd, chunk)
+            self.stats.payload += len(chunk)
+            if progress is not None:
+                progress(len(chunk) // (self.W // 8))
+
+    def stream(self, words, progress=None):
+        """Push W-bit words into the running engine (streaming mode)."""
+        self._send_words(C.STREAM, words, progress)
+
+    def store(self, words, progress=None):
+        """Write words into the sample store from address 0; sets ``store_len``."""
+        n = np.asarray(words).size
+        if n > self.params["STORE_DEPTH"]:
+            raise ValueError(f"{n} words do not fit the sample store of "
+                             f"{self.params['STORE_DEPTH']} words; stream instead")
+        self.write_reg("store_wptr", 0)
+        self._send_words(C.STORE, words, progress)
+        self.write_reg("store_len", n)
+
+    def replay(self, epochs, poll=0.01, on_epoch=None):
+        """Replay the store ``epochs`` times and wait until the engine is idle.
+
+        ``on_epoch(done)`` is called as the epoch count the board reports grows.
+        """
+        if not 0 <= epochs < 1 << 16:
+            raise ValueError(f"epochs must be 0..65535 per replay, got {epochs}")
+        self.transact(C.REPLAY, int(epochs).to_bytes(2, "little"))
+        seen = 0
+        while True:
+            st = self.status()
+            done = self.read_reg("replay_done")
+            if on_epoch is not None and done != seen:
+                on_epoch(done)
+            seen = done
+            if not st["replay"] and st["idle"]:
+                return
+            self._wait(poll)
+
+    def _wait(self, seconds):
+        idle = getattr(self.transport, "idle", None)
+        if idle is not None:
+            idle(seconds)
+        else:
+            import time
+            time.sleep(seconds)
+
+    def wait_idle(self, timeout=5.0, poll=0.001):
+        """Wait until the engine has finished every word it was given."""
+        waited = 0.0
+        while not self.status()["idle"]:
+            if waited > timeout:
+                raise DeviceTimeout(f"engine not idle after {timeout} s")
+            self._wait(poll)
+            waited += poll
+
+    def read_model(self, d):
+        """Model words 0..d-1 as int64 (signed 32-bit Q8.24 values)."""
+        if not 0 < d <= self.params["D_MAX"]:
+            raise ValueError(f"d must be 1..{self.params['D_MAX']}, got {d}")
+        per = (self.params["max_payload"] - 1) // 4
+        out = []
+        for a in range(0, d, per):
+            n = min(per, d - a)
+            data = self.transact(C.READ_MODEL, a.to_bytes(2, "little") + n.to_bytes(2, "little"))
+            if len(data) != 4 * n:
+                raise DeviceError(f"READ_MODEL returned {len(data)} bytes for {n} words")
+            out.append(np.frombuffer(data, dtype="<i4"))
+        return np.concatenate(out).astype(np.int64)
+
+    def write_model(self, words):
+        """Write model words from address 0 (engine must be idle)."""
+        w = np.asarray(words, dtype=np.int64)
+        if w.ndim != 1 or w.size > self.params["D_MAX"]:
+            raise ValueError(f"model must be 1-D with at most D_MAX={self.params['D_MAX']} words")
+        if w.size and (w.min() < -2**31 or w.max() >= 2**31):
+            raise ValueError("model words must be signed 32-bit")
+        per = (self.params["max_payload"] - 2) // 4
+        for a in range(0, w.size, per):
+            part = w[a:a + per].astype("<i4").tobytes()
+            self.transact(C.WRITE_MODEL, a.to_bytes(2, "little") + part)
+
+
+_HINTS = {
+    S.BAD_CMD: "the board does not know this command: bitstream older than the host?",
+    S.BAD_LEN: "payload length wrong for the command",
+    S.BAD_ADDR: "address out of range or register read-only",
+    S.BUSY: "engine not idle, not enabled, or a replay is running",
+}
