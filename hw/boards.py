@@ -23,12 +23,13 @@ import math
 import numpy as np
 
 from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
-                          ResetSignal, Signal)
-from amaranth.lib import io
+                          Mux, ResetSignal, Signal)
+from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.lib.cdc import FFSynchronizer
 
 
-__all__ = ["BoardSpec", "BOARDS", "board_spec", "ice40_pll", "ecp5_pll", "PLLClocking",
+__all__ = ["BoardSpec", "BOARDS", "board_spec", "ice40_pll", "ecp5_pll", "PLLClocking", "SpramStore",
            "EngineBoardTop", "SystemBoardTop", "make_top"]
 
 
@@ -147,7 +148,11 @@ class BoardSpec:
     engine : dict
         Default Engine synthesis parameters for this board (docs/engine.md table).
     leds : int
-        Status LEDs used by the system top.
+        Status LEDs on the board (the system top uses up to 1 + `zipml.hw.soc.LED_COUNT`).
+    baud : int
+        UART rate of the board system (both boards' FTDI parts do 3 Mbaud).
+    store_depth : int
+        Sample store words of W bits (UP5K: the four SPRAMs, 128 KiB; ECP5: block RAM).
     """
     name: str
     family: str
@@ -156,12 +161,17 @@ class BoardSpec:
     target_mhz: float
     engine: dict
     leds: int
+    baud: int
+    store_depth: int
 
     def platform(self):
         """A fresh amaranth-boards platform instance (platforms are single-use)."""
         if self.name == "icebreaker":
             from amaranth_boards.icebreaker import ICEBreakerPlatform
-            return ICEBreakerPlatform()
+            platform = ICEBreakerPlatform()
+            # The snap-off PMOD that ships attached: five more LEDs (led 2..6).
+            platform.add_resources(platform.break_off_pmod)
+            return platform
         from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
         class _ULX3S(ULX3S_85F_Platform):
@@ -182,11 +192,14 @@ BOARDS = {
     # UP5K: 30 EBRs of 4 kbit; W = 8 lanes of 32-bit words at D_MAX = 2048 fill 16 of them.
     "icebreaker": BoardSpec(
         name="icebreaker", family="ice40", clock="clk12", f_in_hz=12e6, target_mhz=48.0,
-        engine={"W": 8, "D_MAX": 2048, "B_MAX": 8, "BUF_DEPTH": 256}, leds=2),
+        engine={"W": 8, "D_MAX": 2048, "B_MAX": 8, "BUF_DEPTH": 256}, leds=7,
+        baud=3_000_000, store_depth=131072),
     # ECP5-85F: 208 EBRs; W = 32 lanes, D_MAX = 4096 as in docs/engine.md.
     "ulx3s": BoardSpec(
         name="ulx3s", family="ecp5", clock="clk25", f_in_hz=25e6, target_mhz=160.0,
-        engine={"W": 32, "D_MAX": 4096, "B_MAX": 8, "BUF_DEPTH": 2 * 8 * 128 * 8}, leds=8),
+        engine={"W": 32, "D_MAX": 4096, "B_MAX": 8, "BUF_DEPTH": 2 * 8 * 128 * 8}, leds=8,
+        # 16384 x 32 bits = 64 KiB in 32 of the 208 EBRs, beside the engine's model and buffer.
+        baud=3_000_000, store_depth=16384),
 }
 
 
@@ -310,6 +323,100 @@ def _request_leds(platform, n):
     return leds
 
 
+# --- UP5K sample store in SPRAM ----------------------------------------------------------------
+
+class SpramStore(wiring.Component):
+    """The system's sample store in the UP5K's four SB_SPRAM256KA (16384 x 16 bits each).
+
+    Same ports and timing as `zipml.hw.soc.SampleStore`, so the board system swaps it in with
+    ``make_store``; the block RAMs stay free for the engine. Words narrower than 16 bits share
+    an SPRAM word (nibble write masks select the half), wider words take SPRAMs side by side.
+
+    Parameters
+    ----------
+    W : int
+        Word width: 8, 16, 32 or 64.
+    depth : int
+        Words; at most ``4 * 16384 * 16 // W`` (1 Mbit in all).
+
+    Ports
+    -----
+    addr : In(range(depth))
+    wdata : In(W)
+    we : In(1)
+        Write ``wdata`` at ``addr`` this cycle.
+    re : In(1)
+        Read ``addr`` this cycle (ignored while ``we``).
+    rdata : Out(W)
+        ``mem[addr]`` one clock after a cycle with ``re`` high; held while ``re`` is low (the
+        SPRAM's own output is not held across a write, hence a holding register).
+
+    Latency: 1 cycle read, write visible to the next read.
+    """
+
+    SPRAM_WORDS = 16384
+    SPRAM_COUNT = 4
+
+    def __init__(self, W, depth):
+        self._MustUse__silence = True  # no "never used" warning for a rejected instance
+        if W not in (8, 16, 32, 64):
+            raise ValueError(f"SPRAM store word width must be 8, 16, 32 or 64, not {W!r}")
+        self.cols = max(1, W // 16)             # SPRAMs side by side for one word
+        self.per = max(1, 16 // W)              # words packed in one SPRAM entry
+        self.rows = -(-depth // (self.SPRAM_WORDS * self.per))
+        if depth < 1 or self.rows * self.cols > self.SPRAM_COUNT:
+            raise ValueError(f"SPRAM store of {depth} words of {W} bits does not fit the UP5K's "
+                             f"4 SPRAMs (at most {self.SPRAM_COUNT * self.SPRAM_WORDS * 16 // W})")
+        self._MustUse__silence = False
+        self.W, self.depth = W, depth
+        super().__init__({
+            "addr": In(range(depth)), "wdata": In(W), "we": In(1), "re": In(1), "rdata": Out(W),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        W, per, cols, rows = self.W, self.per, self.cols, self.rows
+        sub_bits = (per - 1).bit_length()
+        sub = self.addr[:sub_bits] if sub_bits else Const(0, 1)
+        entry = self.addr[sub_bits:sub_bits + 14]
+        row = self.addr[sub_bits + 14:] if rows > 1 else Const(0, 1)
+        # Nibble write mask of the addressed sub-word (all four nibbles for W >= 16).
+        nibbles = 4 // per
+        mask = Signal(4)
+        m.d.comb += mask.eq(Const((1 << nibbles) - 1, 4) << (sub * nibbles)[:2]
+                            if per > 1 else Const(0b1111, 4))
+        row_d, sub_d, read_d = Signal.like(row), Signal.like(sub), Signal()
+        m.d.sync += read_d.eq(self.re & ~self.we)
+        with m.If(self.re & ~self.we):
+            m.d.sync += [row_d.eq(row), sub_d.eq(sub)]
+        outs = []
+        for r in range(rows):
+            row_out = []
+            for c in range(cols):
+                dout = Signal(16, name=f"spram_{r}_{c}_dout")
+                data_in = (Cat(*([self.wdata] * per)) if per > 1
+                           else self.wdata[16 * c:16 * (c + 1)])
+                m.submodules[f"spram_{r}_{c}"] = Instance(
+                    "SB_SPRAM256KA",
+                    i_ADDRESS=entry, i_DATAIN=data_in, i_MASKWREN=mask,
+                    i_WREN=self.we, i_CHIPSELECT=(row == r) & (self.we | self.re),
+                    i_CLOCK=ClockSignal("sync"),
+                    i_STANDBY=Const(0), i_SLEEP=Const(0), i_POWEROFF=Const(1),
+                    o_DATAOUT=dout)
+                row_out.append(dout)
+            outs.append(Cat(*row_out))
+        selected = Signal(16 * cols)
+        with m.Switch(row_d):
+            for r in range(rows):
+                with m.Case(r):
+                    m.d.comb += selected.eq(outs[r])
+        word = selected.word_select(sub_d, W) if per > 1 else selected
+        held = Signal(W)
+        m.d.sync += held.eq(self.rdata)
+        m.d.comb += self.rdata.eq(Mux(read_d, word, held))
+        return m
+
+
 # --- Tops --------------------------------------------------------------------------------------
 
 class EngineBoardTop(Elaboratable):
@@ -347,6 +454,9 @@ class EngineBoardTop(Elaboratable):
 class SystemBoardTop(Elaboratable):
     """Board top of the product: PLL clock + `zipml.hw.soc.System` on the FTDI UART + LEDs.
 
+    LED 0 is the PLL lock; the next LEDs are the system's status LEDs (`zipml.hw.soc.System`
+    ``leds``: enabled, replay running, overflow, bad frame), as many as the board has.
+
     Parameters
     ----------
     spec : BoardSpec
@@ -355,42 +465,40 @@ class SystemBoardTop(Elaboratable):
     engine : dict
         Engine synthesis parameters passed to the system.
     baud : int or None
-        UART baud; ``None`` takes the system's default.
+        UART rate; default the board's.
+    store_depth : int or None
+        Sample store words; default the board's. On iCE40 the store is `SpramStore`.
     """
 
-    def __init__(self, spec, f_out_hz, engine, *, baud=None):
+    def __init__(self, spec, f_out_hz, engine, *, baud=None, store_depth=None):
         self.spec = spec
         self.clocking = PLLClocking(spec, f_out_hz)
         self.engine_params = dict(engine)
-        self.baud = baud
+        self.baud = spec.baud if baud is None else baud
+        self.store_depth = spec.store_depth if store_depth is None else store_depth
 
     def make_system(self):
-        """The `zipml.hw.soc.System` for this board (kept separate so tests can inspect it)."""
-        try:
-            from .soc import System
-        except ImportError as exc:
-            raise RuntimeError(
-                "the board system zipml.hw.soc.System is not available "
-                f"({exc}); build the engine-only top with --target engine") from None
-        kwargs = dict(clk_freq=self.clocking.frequency, **self.engine_params)
-        if self.baud is not None:
-            kwargs["baud"] = self.baud
-        return System(**kwargs)
+        """The board's `zipml.hw.soc.System` (on iCE40 with its store in SPRAM)."""
+        from .soc import System
+
+        if self.spec.family == "ice40":
+            class BoardSystem(System):
+                def make_store(self):
+                    return SpramStore(self.W, self.STORE_DEPTH)
+        else:
+            BoardSystem = System
+        return BoardSystem(clk_freq=round(self.clocking.frequency), baud=self.baud,
+                           STORE_DEPTH=self.store_depth, **self.engine_params)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.clocking = self.clocking
         m.submodules.system = system = self.make_system()
         uart = platform.request("uart", 0)
-        # The system owns the UART's bit timing; the pins are plain buffers. rx gets a
-        # 2-flop synchronizer here because the FTDI drives it asynchronously.
-        rx = Signal(init=1)
-        m.submodules.rx_sync = FFSynchronizer(uart.rx.i, rx, init=1)
-        m.d.comb += [system.rx.eq(rx), uart.tx.o.eq(system.tx)]
+        # The system's UART receiver synchronizes rx itself.
+        m.d.comb += [system.rx.eq(uart.rx.i), uart.tx.o.eq(system.tx)]
         leds = _request_leds(platform, self.spec.leds)
-        status = [self.clocking.locked]
-        if hasattr(system, "leds"):
-            status += [system.leds[i] for i in range(len(system.leds))]
+        status = [self.clocking.locked] + [system.leds[i] for i in range(len(system.leds))]
         for led, value in zip(leds, status):
             m.d.comb += led.eq(value)
         return m
