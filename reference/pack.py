@@ -46,11 +46,12 @@ def _check_codes(codes, q, name="codes"):
     c = np.asarray(codes)
     if c.size and not np.issubdtype(c.dtype, np.integer):
         raise ValueError(f"{name} must be integer codes, got dtype {c.dtype}")
-    c64 = c.astype(np.int64)
-    if c.size and (c64.min() < 0 or c64.max() > (1 << q) - 1):
-        raise ValueError(f"{name} must lie in 0..{(1 << q) - 1} for q={q}, "
-                         f"got range {c64.min()}..{c64.max()}")
-    return c64.astype(np.uint64)
+    if c.size:
+        lo, hi = int(c.min()), int(c.max())
+        if lo < 0 or hi > (1 << q) - 1:
+            raise ValueError(f"{name} must lie in 0..{(1 << q) - 1} for q={q}, "
+                             f"got range {lo}..{hi}")
+    return c
 
 
 def pack_planes(codes, q: int, W: int) -> np.ndarray:
@@ -76,11 +77,17 @@ def pack_planes(codes, q: int, W: int) -> np.ndarray:
     c = _check_codes(codes, q)
     d = c.shape[-1]
     C = -(-d // W)
-    pad = np.zeros(c.shape[:-1] + (C * W,), dtype=np.uint64)
+    pad = np.zeros(c.shape[:-1] + (C * W,), dtype=np.uint8 if q <= 8 else np.uint64)
     pad[..., :d] = c
-    pad = pad.reshape(c.shape[:-1] + (C, 1, W))
-    shifts = (q - 1 - np.arange(q, dtype=np.uint64)).astype(np.uint64)[:, None]   # (q, 1)
-    bits = ((pad >> shifts) & np.uint64(1)).astype(np.uint8)                     # (..., C, q, W)
+    if q <= 8:
+        # fast path: unpackbits of the byte codes gives every bit, MSB first (plane p = bit
+        # q-1-p is column 8-q+p); a transpose puts the lanes last
+        ub = np.unpackbits(pad.reshape(c.shape[:-1] + (C, W, 1)), axis=-1)
+        bits = np.swapaxes(ub[..., 8 - q:], -1, -2)                              # (..., C, q, W)
+    else:
+        pad = pad.reshape(c.shape[:-1] + (C, 1, W))
+        shifts = (q - 1 - np.arange(q, dtype=np.uint64)).astype(np.uint64)[:, None]
+        bits = ((pad >> shifts) & np.uint64(1)).astype(np.uint8)                 # (..., C, q, W)
     packed = np.packbits(bits, axis=-1, bitorder="little")                       # (..., C, q, W/8)
     words = np.ascontiguousarray(packed).view(_UINT_BY_BYTES[W // 8])[..., 0]
     return words.astype(np.uint64)
