@@ -106,6 +106,11 @@ class SimTransport(Transport):
         `System` parameters. The build is cached per parameter set (`zipml.sim.verilator`).
     system : System, optional
         A ready `System` instead of the parameters above.
+    gap_prob : float
+        Probability of a random idle gap (1 .. 8 bit times) before each byte sent, as a USB
+        serial adapter leaves between its packets; 0 sends back to back.
+    seed : int
+        Seed of the gaps.
 
     Attributes
     ----------
@@ -115,7 +120,8 @@ class SimTransport(Transport):
     """
 
     def __init__(self, clk_freq=12_000_000, baud=3_000_000, W=8, D_MAX=256, B_MAX=8,
-                 BUF_DEPTH=512, STORE_DEPTH=4096, system=None):
+                 BUF_DEPTH=512, STORE_DEPTH=4096, system=None, gap_prob=0.0, seed=0):
+        import random
         from zipml.hw.soc import System
         from zipml.sim.verilator import Model, to_verilog
         if system is None:
@@ -131,6 +137,8 @@ class SimTransport(Transport):
         self.model.set("rx", 1)
         self.model.reset()
         self.model.tick(4 * self.divisor)   # let the synchronizers see an idle line
+        self.gap_prob = gap_prob
+        self._rng = random.Random(seed)
         self.bytes_written = 0
         self.bytes_read = 0
 
@@ -141,6 +149,8 @@ class SimTransport(Transport):
     def write(self, data):
         m, div = self.model, self.divisor
         for b in bytes(data):
+            if self.gap_prob and self._rng.random() < self.gap_prob:
+                m.tick(self._rng.randrange(1, 8 * div))    # idle line between bytes
             m.set("rx", 0)
             m.tick(div)
             for i in range(8):
