@@ -12,7 +12,8 @@ import numpy as np
 
 from zipml.hw import protocol as P
 
-__all__ = ["Device", "DeviceError", "DeviceTimeout", "LinkStats"]
+__all__ = ["Device", "DeviceError", "DeviceTimeout", "LinkStats", "DeviceRunner", "train_sim",
+           "train_board", "sim_transport_for"]
 
 C, S = P.Command, P.Status
 
@@ -72,6 +73,7 @@ class Device:
             "W": self.read_reg("param_w"),
             "D_MAX": self.read_reg("param_d_max"),
             "B_MAX": self.read_reg("param_b_max"),
+            "BUF_DEPTH": self.read_reg("param_buf_depth"),
             "STORE_DEPTH": self.read_reg("param_store_depth"),
             "max_payload": self.read_reg("param_max_payload"),
             "clk_hz": self.read_reg("param_clk_hz"),
@@ -288,3 +290,121 @@ _HINTS = {
     S.BAD_ADDR: "address out of range or register read-only",
     S.BUSY: "engine not idle, not enabled, or a replay is running",
 }
+
+
+# ---------------------------------------------------------------------- backends
+class DeviceRunner:
+    """``runner(config, regs, words, init_model) -> EngineResult`` on a board, for
+    `zipml.host.backend_engine.train_engine`: one epoch segment per call.
+
+    Per call: write the registers that changed, the model if it is not what the board holds,
+    clear (loads the step, zeroes the counters), then STREAM the words, or with ``replay`` put
+    them in the sample store once and REPLAY them (one epoch per call, so the model can be read
+    between epochs), wait for idle, read counters and model.
+    """
+
+    def __init__(self, device, replay=False, progress=None):
+        self.device = device
+        self.replay = replay
+        self.progress = progress
+        self._regs = {}
+        self._model = None
+        self._stored = None
+        self.uploads = 0
+
+    def __call__(self, config, regs, words, init_model=None):
+        from zipml.reference.golden import EngineResult
+        dev = self.device
+        p = dev.params
+        mine = (p["W"], p["D_MAX"], p["B_MAX"], p["BUF_DEPTH"])
+        theirs = (config.W, config.D_MAX, config.B_MAX, config.BUF_DEPTH)
+        if mine != theirs:
+            raise DeviceError(f"the board's engine is W, D_MAX, B_MAX, BUF_DEPTH = {mine}, the "
+                              f"job was built for {theirs}")
+        words = np.asarray(words, dtype=np.uint64)
+        dev.set_ctrl(enable=False)
+        for name in ("q", "mode", "d", "step", "step_shift", "decay_shift", "n_epoch", "l2_shift"):
+            v = int(getattr(regs, name))
+            if self._regs.get(name) != v:
+                dev.write_reg(name, v)
+                self._regs[name] = v
+        init = (np.zeros(regs.d, dtype=np.int64) if init_model is None
+                else np.asarray(init_model, dtype=np.int64))
+        if self._model is None or not np.array_equal(self._model, init):
+            dev.write_model(init)
+        if self.replay:
+            if self._stored is None or not np.array_equal(self._stored, words):
+                dev.store(words, progress=self.progress)
+                self._stored = words.copy()
+                self.uploads += 1
+            dev.set_ctrl(enable=True, clear=True)
+            dev.replay(1)
+        else:
+            dev.set_ctrl(enable=True, clear=True)
+            dev.stream(words, progress=self.progress)
+            dev.wait_idle()
+        c = dev.counters()
+        self._model = dev.read_model(regs.d)
+        return EngineResult(model_words=self._model.copy(), samples=c["samples"],
+                            words=c["words"], overflow=c["overflow"], cycles=c["cycles"],
+                            stall_cycles=c["stall_cycles"])
+
+
+def _train_on(device, prepared, options, progress, config, backend):
+    from zipml.host.backend_engine import train_engine
+    from zipml.reference.golden import EngineConfig
+    if config is None:
+        p = device.params
+        config = EngineConfig(W=p["W"], D_MAX=p["D_MAX"], B_MAX=p["B_MAX"],
+                              BUF_DEPTH=p["BUF_DEPTH"])
+    runner = DeviceRunner(device, replay=bool(getattr(options, "replay", False)))
+    result = train_engine(prepared, options, progress, runner=runner, config=config,
+                          backend=backend)
+    link = device.stats.as_dict()
+    wire = link["tx_bytes"] + link["rx_bytes"]
+    link["payload_share"] = link["payload"] / wire if wire else None
+    link["uploads"] = runner.uploads
+    result.extra["link"] = link
+    return result
+
+
+def sim_transport_for(config=None, **kwargs):
+    """The simulated board for an engine config (default: golden's, so sim == golden)."""
+    from zipml.host.transport import SimTransport
+    from zipml.reference.engine_job import DEFAULT_CONFIG
+    config = config or DEFAULT_CONFIG
+    kwargs.setdefault("STORE_DEPTH", 16384)
+    return SimTransport(W=config.W, D_MAX=config.D_MAX, B_MAX=config.B_MAX,
+                        BUF_DEPTH=config.BUF_DEPTH, **kwargs)
+
+
+def train_sim(prepared, options, progress=None, config=None, transport=None):
+    """``--backend sim``: the board system (UART, frames, engine, store) in Verilator.
+
+    The engine config defaults to golden's (`zipml.reference.engine_job.DEFAULT_CONFIG`), so
+    ``--backend sim`` and ``--backend golden`` train the same integer model bit for bit.
+    ``options.replay`` uploads epoch 0's segment once and replays it (docs/link.md).
+    """
+    own = transport is None
+    if own:
+        transport = sim_transport_for(config)
+    try:
+        device = Device(transport)
+        result = _train_on(device, prepared, options, progress, config, "sim")
+        result.extra["sim_cycles"] = transport.cycles
+        return result
+    finally:
+        if own:
+            transport.close()
+
+
+def train_board(prepared, options, progress=None, port=None, baud=3_000_000, timeout=0.5):
+    """``--backend board --port PORT``: the same driver over a serial port."""
+    from zipml.host.transport import SerialTransport
+    port = port or getattr(options, "port", None)
+    if not port:
+        raise ValueError("--backend board needs --port (the FPGA board's serial device, e.g. "
+                         "/dev/ttyUSB1 for the iCEBreaker)")
+    with SerialTransport(port, baud) as transport:
+        device = Device(transport, timeout=timeout)
+        return _train_on(device, prepared, options, progress, None, "board")

@@ -148,6 +148,7 @@ REGISTERS = (
     Register("param_max_payload", 0x05, 32, _RO, "largest frame payload in bytes"),
     Register("param_clk_hz", 0x06, 32, _RO, "system clock frequency in Hz"),
     Register("param_divisor", 0x07, 32, _RO, "UART clocks per bit"),
+    Register("param_buf_depth", 0x0A, 32, _RO, "BUF_DEPTH, engine code buffer words"),
     Register("ctrl", 0x08, 3, _RW, "bit 0 enable, bit 1 clear (strobe), bit 2 stop replay (strobe)"),
     Register("status", 0x09, 4, _RO, "bit 0 idle, 1 overflow, 2 replay running, 3 stream empty"),
     # Engine run-time registers, docs/engine.md.

@@ -196,6 +196,7 @@ class System(wiring.Component):
                         elif r.name.startswith("param_"):
                             const = {"param_w": W, "param_d_max": self.D_MAX,
                                      "param_b_max": self.B_MAX,
+                                     "param_buf_depth": self.BUF_DEPTH,
                                      "param_store_depth": self.STORE_DEPTH,
                                      "param_max_payload": self.max_payload,
                                      "param_clk_hz": self.clk_freq,
