@@ -34,8 +34,8 @@ import time
 from .boards import BOARDS, board_spec, make_top
 
 
-__all__ = ["ToolchainError", "toolchain_env", "build", "parse_report", "main", "flash_main",
-           "programmer_command"]
+__all__ = ["ToolchainError", "toolchain_env", "build", "fit_frequency", "parse_report", "main",
+           "flash_main", "programmer_command"]
 
 
 class ToolchainError(RuntimeError):
@@ -197,8 +197,75 @@ def parse_report(report):
 
 # --- Build -------------------------------------------------------------------------------------
 
+def fit_frequency(board, fmax_mhz, baud=None):
+    """The fastest PLL clock not above ``fmax_mhz`` at which the board UART baud is exact.
+
+    Multiples of the baud's 1 MHz-grid divisor are tried downwards (3 Mbaud: 48, 45, 42, ...
+    MHz) so ``clk / baud`` is an integer; a PLL that cannot make one exactly is skipped.
+
+    Returns
+    -------
+    float
+        Frequency in MHz.
+    """
+    spec = board_spec(board)
+    baud = spec.baud if baud is None else baud
+    step = baud / 1e6
+    k = math.floor(fmax_mhz / step + 1e-9)
+    while k * step >= 16:  # the iCE40 PLL's lowest output
+        f = k * step
+        try:
+            if abs(spec.pll(f * 1e6)["f_out_hz"] - f * 1e6) < 1:
+                return f
+        except ValueError:
+            pass
+        k -= 1
+    raise ValueError(f"no clock <= {fmax_mhz} MHz on {board} gives {baud} baud exactly")
+
+
+def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose):
+    env = toolchain_env(spec.family)
+    top = make_top(board, target, f_out_hz=freq_mhz * 1e6, engine=engine)
+    platform = spec.platform()
+    report_path = build_dir / "report.json"
+    if report_path.exists():
+        report_path.unlink()  # never read a stale report from an earlier build
+    if verbose:
+        env["AMARANTH_verbose"] = "1"
+    with _environ(env):
+        try:
+            platform.build(
+                top, name="top", build_dir=str(build_dir), do_program=False,
+                # yowasp tools want paths relative to the build directory.
+                nextpnr_opts=f"--timing-allow-fail --report report.json --seed {int(seed)}",
+            )
+        except Exception as exc:
+            log = build_dir / "top.tim"
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+            raise ToolchainError(f"{board} {target} build failed: {exc}"
+                                 + ("\n" + "\n".join(tail) if tail else "")) from exc
+    if not report_path.exists():
+        raise ToolchainError(f"nextpnr wrote no report at {report_path}")
+    parsed = parse_report(json.loads(report_path.read_text()))
+    bitstream = build_dir / ("top" + _BITSTREAM_SUFFIX[spec.family])
+    extra = {"baud": top.baud, "store_depth": top.store_depth} if target == "system" else {}
+    return {
+        "board": board,
+        "target": target,
+        "device": f"{platform.device}-{platform.package}",
+        "bitstream": str(bitstream) if bitstream.exists() else None,
+        "target_mhz": freq_mhz,
+        "pll_mhz": round(top.clocking.frequency / 1e6, 4),
+        **parsed,
+        "engine": dict(top.engine_params),
+        **extra,
+        "pll": dict(top.clocking.params),
+        "seed": int(seed),
+    }
+
+
 def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None, seed=1,
-          verbose=False):
+          fit=None, verbose=False):
     """Synthesize, place and route one board top and return its report (see module doc).
 
     Parameters
@@ -216,8 +283,17 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
         Where the tools run; default ``build/<board>_<target>``.
     seed : int
         nextpnr placer seed (results vary by a few percent with it).
+    fit : bool or None
+        If the clock target is missed, rebuild (at most twice) at the fastest UART-friendly
+        clock below the achieved Fmax (`fit_frequency`), so the bitstream works on the board.
+        Default: on for ``system``, off for ``engine`` (a measure, not a product).
     verbose : bool
         Let the tools print their logs.
+
+    Returns
+    -------
+    dict
+        The report of the last build; ``attempts`` lists every build's PLL clock and Fmax.
     """
     spec = board_spec(board)
     if target not in ("system", "engine"):
@@ -225,53 +301,25 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
     freq_mhz = spec.target_mhz if freq_mhz is None else float(freq_mhz)
     if freq_mhz <= 0:
         raise ValueError(f"clock frequency must be positive, not {freq_mhz} MHz")
+    fit = (target == "system") if fit is None else fit
     build_dir = pathlib.Path(build_dir or f"build/{board}_{target}")
-    env = toolchain_env(spec.family)
-    top = make_top(board, target, f_out_hz=freq_mhz * 1e6, engine=engine)
-    platform = spec.platform()
-    report_path = build_dir / "report.json"
-    if report_path.exists():
-        report_path.unlink()  # never read a stale report from an earlier build
     start = time.monotonic()
-    if verbose:
-        env["AMARANTH_verbose"] = "1"
-    with _environ(env):
-        try:
-            platform.build(
-                top, name="top", build_dir=str(build_dir), do_program=False,
-                # yowasp tools want paths relative to the build directory.
-                nextpnr_opts=f"--timing-allow-fail --report report.json --seed {int(seed)}",
-            )
-        except Exception as exc:
-            log = build_dir / "top.tim"
-            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
-            raise ToolchainError(f"{board} {target} build failed: {exc}"
-                                 + ("\n" + "\n".join(tail) if tail else "")) from exc
-    seconds = time.monotonic() - start
-    if not report_path.exists():
-        raise ToolchainError(f"nextpnr wrote no report at {report_path}")
-    parsed = parse_report(json.loads(report_path.read_text()))
-    bitstream = build_dir / ("top" + _BITSTREAM_SUFFIX[spec.family])
-    pll = {k: v for k, v in top.clocking.params.items()}
-    return {
-        "board": board,
-        "target": target,
-        "device": f"{platform.device}-{platform.package}",
-        "bitstream": str(bitstream) if bitstream.exists() else None,
-        "target_mhz": freq_mhz,
-        "pll_mhz": round(top.clocking.frequency / 1e6, 4),
-        **parsed,
-        "engine": dict(top.engine_params),
-        "pll": pll,
-        "seed": int(seed),
-        "seconds": round(seconds, 1),
-    }
-
-
-def _engine_fmax(report):
-    # The engine clock is the PLL output: the one clock that is not the crystal's.
-    fm = report["fmax_mhz"]
-    return min(fm.values()) if fm else None
+    attempts = []
+    while True:
+        report = _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose)
+        fmax = min(report["fmax_mhz"].values())
+        attempts.append({"pll_mhz": report["pll_mhz"], "fmax_mhz": fmax})
+        if report["timing_met"] or not fit or len(attempts) == 3:
+            break
+        new = fit_frequency(board, fmax)
+        if new >= report["pll_mhz"]:
+            break
+        print(f"{board} {target}: {fmax} MHz < {report['pll_mhz']} MHz; rebuilding at {new} MHz",
+              file=sys.stderr)
+        freq_mhz = new
+    report["attempts"] = attempts
+    report["seconds"] = round(time.monotonic() - start, 1)
+    return report
 
 
 def main(argv=None):
@@ -291,6 +339,11 @@ def main(argv=None):
     for name in ("W", "D_MAX", "B_MAX", "BUF_DEPTH"):
         ap.add_argument(f"--{name.lower().replace('_', '-')}", dest=name, type=int,
                         metavar="N", help=f"engine {name} (default per board)")
+    ap.add_argument("--fit", dest="fit", action="store_true", default=None,
+                    help="if timing fails, rebuild at a clock the design meets "
+                         "(default for --target system)")
+    ap.add_argument("--no-fit", dest="fit", action="store_false",
+                    help="keep the requested clock even if timing fails (default for engine)")
     ap.add_argument("-v", "--verbose", action="store_true", help="show the tools' logs")
     args = ap.parse_args(argv)
     engine = {k: getattr(args, k) for k in ("W", "D_MAX", "B_MAX", "BUF_DEPTH")
@@ -299,7 +352,8 @@ def main(argv=None):
           f"a few minutes, longer on the first run) ...", file=sys.stderr)
     try:
         report = build(args.board, args.target, freq_mhz=args.freq, engine=engine,
-                       build_dir=args.build_dir, seed=args.seed, verbose=args.verbose)
+                       build_dir=args.build_dir, seed=args.seed, fit=args.fit,
+                       verbose=args.verbose)
     except (ToolchainError, ValueError, RuntimeError) as exc:
         print(f"zipml build: error: {exc}", file=sys.stderr)
         return 1

@@ -252,3 +252,18 @@ def test_board_defaults_follow_engine_contract():
         tuple(int(v) for v in row("W").groups())
     assert (BOARDS["icebreaker"].engine["D_MAX"], BOARDS["ulx3s"].engine["D_MAX"]) == \
         tuple(int(v) for v in row("D_MAX").groups())
+
+
+@pytest.mark.parametrize("board, fmax", [("icebreaker", 47.3), ("icebreaker", 20.99),
+                                         ("ulx3s", 54.39), ("ulx3s", 158.0)])
+def test_fit_frequency_is_fastest_exact_uart_clock(board, fmax):
+    """The refit clock is below the achieved Fmax, divides 3 Mbaud exactly, is made exactly
+    by the PLL, and no faster such clock exists."""
+    spec = BOARDS[board]
+    f = B.fit_frequency(board, fmax)
+    assert f <= fmax
+    assert (f * 1e6 / spec.baud).is_integer()
+    assert spec.pll(f * 1e6)["f_out_hz"] == pytest.approx(f * 1e6, abs=1)
+    for g in range(int(f) + 1, int(fmax) + 1):
+        if g % 3 == 0:  # every faster multiple of 3 MHz is not exact on this PLL
+            assert abs(spec.pll(g * 1e6)["f_out_hz"] - g * 1e6) >= 1
