@@ -124,13 +124,6 @@ def float_model(words) -> np.ndarray:
     return np.asarray(words, dtype=np.int64).astype(np.float64) / float(1 << F)
 
 
-def _stochastic(a, q, rng):
-    # DESIGN.md §2: p = (a+1)/2 (2^q-1); c = floor(p) + [u < p - floor(p)]
-    p = (a + 1.0) * 0.5 * ((1 << q) - 1)
-    f = np.floor(p)
-    return (f + (rng.random(a.shape) < p - f)).astype(np.int64)
-
-
 def quantize_codes(a, q: int, rng, method: str) -> np.ndarray:
     """Codes of values in [-1, 1] on the uniform q-bit grid.
 
@@ -141,7 +134,7 @@ def quantize_codes(a, q: int, rng, method: str) -> np.ndarray:
     codes = np.asarray(quantize(a, q, rng, method=method))
     if not np.issubdtype(codes.dtype, np.integer):
         raise TypeError(f"zipml.reference.quantize.quantize returned {codes.dtype}, not codes")
-    return codes.astype(np.int64)
+    return codes
 
 
 @dataclass
