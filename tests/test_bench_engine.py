@@ -1,0 +1,50 @@
+"""zipml bench engine / host run on tiny cases and write their schema (the bench itself
+asserts nothing; docs/bench.md has the measured tables)."""
+
+import json
+
+import pytest
+
+from zipml.host import bench
+from zipml.reference import pack
+
+ENGINE_KEYS = {"q", "quantizer", "d", "W", "B", "n", "words", "bits_in", "cycles",
+               "stall_cycles", "efficiency", "sim_seconds"}
+
+
+def test_bench_host_schema(tmp_path):
+    rep = bench.bench_host(n=40, d=20, qs=(1, 8), quantizers=("double", "full"), repeat=1)
+    assert [(r["quantizer"], r["q"]) for r in rep["rows"]] == [("double", 1), ("double", 8),
+                                                               ("full", 32)]
+    for r in rep["rows"]:
+        assert r["values_per_s"] > 0
+        # 256-byte payloads + 4 header + 2 CRC + 2 flag bytes at 10 wire bits per byte is the
+        # best case; stuffing and the short last frame only lower it
+        assert 0.74 < r["payload_share"] <= 8 * 256 / (10 * (256 + 8))
+        mode = 0 if r["quantizer"] == "double" else 1
+        assert r["words"] == pack.segment_words(40, 20, r["q"], 32, 1, mode)
+
+
+def test_bench_engine_cli_writes_rows(tmp_path):
+    pytest.importorskip("zipml.hw.engine")
+    out = tmp_path / "bench.json"
+    # the same engine build as tests/test_sim_engine_rtl.py, so the Verilator cache is shared
+    rc = bench.main(["engine", "--json", str(out), "--W", "32", "--d-max", "1024",
+                     "--b-max", "8", "--buf-depth", str(2 * 8 * 32 * 10), "--q", "1", "3",
+                     "--quantizer", "double", "full", "--d", "8", "40", "2000", "--B", "1", "2",
+                     "--n", "5", "--pnr"])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    rows = rep["rows"]
+    # double q1, q3 and full (q32) at d 8 and 40, B 1 and 2; d=2000 > D_MAX is skipped
+    assert len(rows) == 3 * 2 * 2
+    assert {s["d"] for s in rep["skipped"]} == {2000}
+    for r in rows:
+        assert set(r) == ENGINE_KEYS
+        mode = 0 if r["quantizer"] == "double" else 1
+        assert r["words"] == pack.segment_words(5, r["d"], r["q"], 32, r["B"], mode)
+        assert r["bits_in"] == 32 * r["words"]
+        assert r["cycles"] >= r["words"] + r["stall_cycles"]
+        assert r["efficiency"] == pytest.approx(r["words"] / r["cycles"], abs=1e-5)
+    assert rep["simulator"]["cycles_per_s"] > 0
+    assert rep["pnr"] == []
