@@ -1,0 +1,142 @@
+"""Model update of one chunk: per-lane gradient accumulate and saturating write-back.
+
+docs/engine.md, "Update": for every grad plane ``U_i += g_i * ((T << G) >> (p + 1))``, then
+once per chunk ``X' = sat32(X - ((U + 2^(G-1)) >> G) - shrink(X))``.
+
+`GradTerm` turns a T into the shared plane term and its negation; `ChunkUpdate` holds the chunk
+being worked on (the model words the dot products of the chunk read) and does the accumulate
+and the write-back.
+"""
+
+from amaranth.hdl import Module, Signal, Mux, Cat, Const, signed
+from amaranth.lib import wiring, data
+from amaranth.lib.wiring import In, Out
+
+from .dot import G
+from .model_mem import MW
+
+__all__ = ["GradTerm", "ChunkUpdate", "TERM_W", "U_W", "sat"]
+
+#: width of the grad term ``(T << G) >> (p + 1)``: |T| <= 2^31, so |term| <= 2^(31 + G - 1)
+TERM_W = MW + G
+#: per-lane accumulator: up to 15 groups x sum_p 2^(-p-1) < 15 terms, plus the rounding 2^(G-1)
+U_W = TERM_W + 5
+
+
+def sat(m, value, width, name):
+    """Saturate ``value`` to signed ``width`` bits; returns (result, overflowed) signals."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    res = Signal(signed(width), name=name)
+    ovf = Signal(name=f"{name}_ovf")
+    with m.If(value > hi):
+        m.d.comb += [res.eq(hi), ovf.eq(1)]
+    with m.Elif(value < lo):
+        m.d.comb += [res.eq(lo), ovf.eq(1)]
+    with m.Else():
+        m.d.comb += res.eq(value)
+    return res, ovf
+
+
+class GradTerm(wiring.Component):
+    """The shared update term of a grad plane, ``(T << G) >> (p + 1)``, and its negation.
+
+    Ports
+    -----
+    t : In(signed(32))
+        The group's scalar T (held by the caller for the plane's cycle).
+    p : In(6)
+        Plane index.
+    term : Out(signed(TERM_W))
+    nterm : Out(signed(TERM_W + 1))
+        ``-term``.
+
+    Latency ``LATENCY`` = 2: the shift, then the negation (a floor then a negation: the two do
+    not commute, so -T is not shifted directly).
+    """
+
+    LATENCY = 2
+
+    def __init__(self):
+        super().__init__({
+            "t": In(signed(MW)), "p": In(6),
+            "term": Out(signed(TERM_W)), "nterm": Out(signed(TERM_W + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        shifted = Signal(signed(TERM_W))
+        m.d.sync += shifted.eq((self.t << (G - 1)) >> self.p)
+        m.d.sync += [self.term.eq(shifted), self.nterm.eq(-shifted)]
+        return m
+
+
+class ChunkUpdate(wiring.Component):
+    """The chunk register, the per-lane U accumulators and the write-back.
+
+    Parameters
+    ----------
+    W : int
+        Lanes.
+
+    Ports (all sampled at the clock edge unless marked comb)
+    -----
+    load : In(1)
+        ``x_load`` is the next chunk: ``x <= x_load`` and the shrunk base
+        ``x_load - shr_load`` is kept for the write-back.
+    x_load, shr_load : In(ArrayLayout(signed(32), W))
+        The chunk from memory and ``shrink(x_load)`` (0 when l2_shift = 0).
+    acc : In(1)
+        A grad plane: ``U_i <= (first ? 2^(G-1) : U_i) + (bits_i ? term : nterm)``. Starting
+        U at 2^(G-1) folds the write-back's rounding constant in.
+    first : In(1)
+        First grad plane of the chunk.
+    bits : In(W)
+    term, nterm : In(signed(TERM_W)), In(signed(TERM_W + 1))
+        From `GradTerm`.
+    wb : In(1)
+        Write back this cycle (the cycle after the chunk's last ``acc``): ``x_new`` is the
+        updated chunk (comb) and, unless ``load``, ``x <= x_new`` on the active lanes.
+    mask : In(W)
+        Active lanes of the chunk in ``wb``'s cycle.
+    x : Out(ArrayLayout(signed(32), W))
+        The chunk (registered); dot planes of the chunk read it.
+    x_new : Out(ArrayLayout(signed(32), W))
+        ``sat32(base - (U >> G))`` (comb).
+    ovf : Out(1)
+        An active lane saturated in this cycle's write-back (comb).
+
+    Latency: ``x_new`` is valid in the cycle after the last ``acc``; ``x`` shows it one cycle
+    later. One plane per cycle.
+    """
+
+    def __init__(self, W):
+        self.W = W
+        row = data.ArrayLayout(signed(MW), W)
+        super().__init__({
+            "load": In(1), "x_load": In(row), "shr_load": In(row),
+            "acc": In(1), "first": In(1), "bits": In(W),
+            "term": In(signed(TERM_W)), "nterm": In(signed(TERM_W + 1)),
+            "wb": In(1), "mask": In(W),
+            "x": Out(row), "x_new": Out(row), "ovf": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        W = self.W
+        base = [Signal(signed(MW + 1), name=f"base{i}") for i in range(W)]
+        U = [Signal(signed(U_W), name=f"u{i}") for i in range(W)]
+        ovfs = []
+        for i in range(W):
+            with m.If(self.acc):
+                m.d.sync += U[i].eq(Mux(self.first, 1 << (G - 1), U[i])
+                                    + Mux(self.bits[i], self.term, self.nterm))
+            new, o = sat(m, base[i] - (U[i] >> G), MW, f"xnew{i}")
+            m.d.comb += self.x_new[i].eq(new)
+            ovfs.append(o & self.mask[i])
+            with m.If(self.load):
+                m.d.sync += [self.x[i].eq(self.x_load[i]),
+                             base[i].eq(self.x_load[i] - self.shr_load[i])]
+            with m.Elif(self.wb & self.mask[i]):
+                m.d.sync += self.x[i].eq(new)
+        m.d.comb += self.ovf.eq(self.wb & Cat(*ovfs).any())
+        return m
