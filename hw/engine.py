@@ -188,7 +188,9 @@ class Engine(wiring.Component):
             slot0.k.eq(k), slot0.p.eq(p), slot0.lastp.eq(last_p), slot0.chunk0.eq(k == 0),
             slot0.lastchunk.eq(k == c_last), slot0.ins.eq(n_dot - 1), slot0.frombuf.eq(from_buf),
         ]
-        last_word = in_chunk & last_p & last_s & (k == c_last) & (~grad | (n_dot == 0))
+        # The first dot word of the last chunk: every grad of the pass has been taken (so the
+        # T set they read is free) and no T of this pass can be written yet.
+        new_t_set = in_chunk & ~grad & (s == 0) & (p == 0) & (k == c_last)
 
         label_value = Signal(MW)
         if W >= MW:
@@ -307,7 +309,7 @@ class Engine(wiring.Component):
                      scal.step_shift.eq(self.step_shift), scal.decay_shift.eq(self.decay_shift),
                      scal.n_epoch.eq(self.n_epoch),
                      scal.i_valid.eq(loss.o_valid), scal.e.eq(loss.e)]
-        with m.If(go & last_word & (n_dot != 0)):
+        with m.If(go & new_t_set):
             # all grads of this pass are taken: the next T values start a new set
             m.d.sync += n_t.eq(0)
         with m.If(scal.o_valid):
