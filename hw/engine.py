@@ -89,9 +89,7 @@ class Engine(wiring.Component):
         self.C_MAX = D_MAX // W
         self.LW = -(-32 // W)
         self.dot_latency = PlaneDot.latency(W)
-        # accept -> S4 (4) -> plane sum -> weight/accumulate -> loss -> scalar -> T register
-        self.T_LATENCY = (4 + self.dot_latency + DotAccumulate.LATENCY + SquaredLoss.LATENCY
-                          + Scalar.LATENCY)
+        self.T_LATENCY = self.t_latency(W)
         super().__init__({
             "i_stream": In(stream.Signature(W)),
             "q": In(6), "mode": In(1), "d": In(unsigned(D_MAX.bit_length())),
@@ -104,6 +102,16 @@ class Engine(wiring.Component):
             "model_addr": In(range(D_MAX)), "model_we": In(1), "model_wdata": In(signed(MW)),
             "model_rdata": Out(signed(MW)),
         })
+
+    @staticmethod
+    def t_latency(W):
+        """Cycles from taking a sample's last dot word to its T in the T registers.
+
+        accept -> stage 4 (4) -> plane sum -> weight and accumulate -> loss -> scalar.
+        A grad group can be taken from the cycle after.
+        """
+        return (4 + PlaneDot.latency(W) + DotAccumulate.LATENCY + SquaredLoss.LATENCY
+                + Scalar.LATENCY)
 
     def elaborate(self, platform):
         m = Module()

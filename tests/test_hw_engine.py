@@ -13,6 +13,8 @@ from zipml.hw.engine import Engine
 from zipml.reference import golden, pack
 from zipml.reference.golden import EngineConfig, EngineRegs
 
+pytestmark = pytest.mark.filterwarnings("error")
+
 
 def make_stream(rng, W, q, mode, n, d, B):
     """Random codes and labels packed as one epoch segment."""
@@ -120,3 +122,83 @@ def test_engine_matches_golden(q, mode, d, B, gap):
     regs = EngineRegs(q=q, mode=mode, d=d, step=int(rng.integers(1 << 10, 1 << 17)),
                       step_shift=int(rng.integers(20, 30)))
     check(CFG8, regs, words, init, gap=gap, enable_drop=0.05, seed=q)
+
+
+def test_engine_two_epochs_decay_l2():
+    """Two epoch segments back to back, decay mid-pass (n_epoch not a multiple of B), L2."""
+    rng = np.random.default_rng(7)
+    q, mode, d, B, n = 2, 0, 11, 3, 7
+    words = np.concatenate([make_stream(rng, CFG8.W, q, mode, n, d, B) for _ in range(2)])
+    init = rng.integers(-(1 << 26), 1 << 26, size=d)
+    regs = EngineRegs(q=q, mode=mode, d=d, step=(1 << 18) - 1, step_shift=27, decay_shift=2,
+                      n_epoch=4, l2_shift=5)
+    check(CFG8, regs, words, init, gap=0.2, seed=3)
+
+
+def test_engine_mode1_decay_l2_full_batch():
+    """Mode 1 with B = B_MAX and d a multiple of W."""
+    rng = np.random.default_rng(8)
+    q, mode, d, B, n = 3, 1, 16, CFG8.B_MAX, 9
+    words = make_stream(rng, CFG8.W, q, mode, n, d, B)
+    init = rng.integers(-(1 << 26), 1 << 26, size=d)
+    regs = EngineRegs(q=q, mode=mode, d=d, step=77_777, step_shift=26, decay_shift=1,
+                      n_epoch=5, l2_shift=3)
+    check(CFG8, regs, words, init, gap=0.1, seed=4)
+
+
+def test_engine_overflow_saturates_like_golden():
+    """A huge step saturates T and the model words: values and the sticky flag match."""
+    rng = np.random.default_rng(9)
+    q, mode, d, B, n = 2, 0, 10, 2, 6
+    words = make_stream(rng, CFG8.W, q, mode, n, d, B)
+    init = rng.integers(-(1 << 30), 1 << 30, size=d)
+    regs = EngineRegs(q=q, mode=mode, d=d, step=(1 << 18) - 1, step_shift=0)
+    got, want = check(CFG8, regs, words, init, seed=5)
+    assert want.overflow, "test data must saturate"
+    assert (np.abs(want.model_words) == (1 << 31) - 1).any() or \
+        (want.model_words == -(1 << 31)).any()
+
+
+@pytest.mark.parametrize("W,q,mode,d,B", [(16, 2, 0, 33, 2), (32, 1, 1, 31, 2), (64, 3, 0, 65, 1)])
+def test_engine_wider_lanes(W, q, mode, d, B):
+    """W = 16, 32, 64: label word splitting (LW = 2, 1, 1 with upper bits) and tree depth."""
+    cfg = EngineConfig(W=W, D_MAX=4 * W, B_MAX=3, BUF_DEPTH=64)
+    rng = np.random.default_rng(W + q)
+    words = make_stream(rng, W, q, mode, 4, d, B)
+    if W == 64:
+        # upper label bits are ignored by the engine: put garbage there
+        lab = np.zeros(words.size, dtype=bool)
+        pos = 0
+        while pos < words.size:
+            nd, ng = int(words[pos]) & 15, (int(words[pos]) >> 4) & 15
+            lab[pos + 1:pos + 1 + nd] = True
+            C = -(-d // W)
+            pos += 1 + nd + C * (nd + (ng if mode == 0 else 0)) * q
+        words = words | np.where(lab, np.uint64(0xABCD) << np.uint64(40), np.uint64(0))
+    init = rng.integers(-(1 << 25), 1 << 25, size=d)
+    regs = EngineRegs(q=q, mode=mode, d=d, step=50_000, step_shift=22)
+    check(cfg, regs, words, init, gap=0.2, seed=W)
+
+
+def test_engine_no_stall_when_latency_is_hidden():
+    """Mode 0 with enough words per pass: one word per cycle, no stall while streaming."""
+    rng = np.random.default_rng(10)
+    q, mode, d, B, n = 8, 0, 24, 3, 6
+    words = make_stream(rng, CFG8.W, q, mode, n, d, B)
+    init = rng.integers(-(1 << 25), 1 << 25, size=d)
+    regs = EngineRegs(q=q, mode=mode, d=d, step=1000, step_shift=20)
+    got, _ = check(CFG8, regs, words, init)
+    assert got["stall_cycles"] == 0
+    # the cycles counter covers the words plus the drain to idle, nothing else
+    assert got["words"] < got["cycles"] <= got["words"] + Engine.t_latency(CFG8.W) + 3
+
+
+def test_engine_waits_for_T():
+    """B = 1, d <= W: every grad group waits for its T; the stall count shows the latency."""
+    rng = np.random.default_rng(11)
+    q, mode, d, B, n = 1, 0, 5, 1, 6
+    words = make_stream(rng, CFG8.W, q, mode, n, d, B)
+    init = rng.integers(-(1 << 25), 1 << 25, size=d)
+    regs = EngineRegs(q=q, mode=mode, d=d, step=1000, step_shift=20)
+    got, _ = check(CFG8, regs, words, init)
+    assert got["stall_cycles"] > 0
