@@ -30,8 +30,10 @@ def engine_job_for(prepared, options, config: EngineConfig | None = None) -> job
 
     Raises ValueError with one message naming what the engine cannot do.
     """
-    from .problem import default_lr, sample_order
+    from .problem import resolve, sample_order
 
+    if _opt(options, "lr") is None or _opt(options, "decay") is None:
+        options = resolve(prepared, options)      # the same lr/decay every backend derives
     model = _opt(options, "model", "linreg")
     if model not in ENGINE_MODELS:
         raise ValueError(f"the engine trains the squared loss only ({', '.join(ENGINE_MODELS)}); "
@@ -45,8 +47,6 @@ def engine_job_for(prepared, options, config: EngineConfig | None = None) -> job
             raise ValueError(f"end-to-end quantization ({name}) is not in the engine; "
                              f"use --backend reference")
     lr = _opt(options, "lr")
-    if lr is None:
-        lr = default_lr(prepared, options)
     lam = _opt(options, "lam", 0.0) or 0.0
     return job.EngineJob.build(
         prepared.A, prepared.b, quantizer=_opt(options, "quantizer", "double"),

@@ -442,7 +442,6 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
     C = -(-d // W)
     LW = label_words(W)
     mask = lane_mask(d, W)
-    maskI = mask.astype(np.int64)
 
     X = np.zeros(C * W, dtype=np.int64)
     if init_model is not None:
@@ -469,30 +468,47 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
     buffered = None                                           # mode 1: previous pass's dot signs
     tr = {"A": [], "E": [], "T": []} if trace else None
 
+    # Walk the headers first (the control path: it needs only the header words), checking
+    # everything the engine needs from a stream; then parse every label at once.
+    wl = words.tolist()
+    passes = []                        # (first label word, n_dot, n_grad, first chunk word)
     pos = 0
-    n_pass = 0
+    prev_dot = 0
     while pos < N:
-        n_dot, n_grad = parse_header(words[pos])
+        n_pass = len(passes)
+        n_dot, n_grad = parse_header(wl[pos])
         if n_dot > config.B_MAX or n_grad > config.B_MAX:
             raise ValueError(f"pass {n_pass} (word {pos}): header n_dot={n_dot}, "
                              f"n_grad={n_grad} exceeds B_MAX={config.B_MAX}")
-        if n_grad != T_queue.size:
+        if n_grad != prev_dot:
             raise ValueError(f"pass {n_pass} (word {pos}): n_grad={n_grad} but the previous "
-                             f"pass had n_dot={T_queue.size} (n_grad(t+1) must equal n_dot(t))")
-        pos += 1
-        stream_grad = n_grad if mode == 0 else 0
-        per_chunk = (stream_grad + n_dot) * q
-        need = n_dot * LW + C * per_chunk
-        if pos + need > N:
+                             f"pass had n_dot={prev_dot} (n_grad(t+1) must equal n_dot(t))")
+        if mode == 1 and C * n_dot * q > half:
+            raise ValueError(f"pass {n_pass}: mode 1 needs {C * n_dot * q} buffer words "
+                             f"but a half of BUF_DEPTH={config.BUF_DEPTH} holds {half}")
+        need = n_dot * LW + C * ((n_grad if mode == 0 else 0) + n_dot) * q
+        if pos + 1 + need > N:
             raise ValueError(f"pass {n_pass}: stream ends inside the pass "
-                             f"(needs {need} words after the header, {N - pos} left)")
-        L = parse_label(words[pos:pos + n_dot * LW].reshape(n_dot, LW), W)
-        pos += n_dot * LW
-        block = bits[pos:pos + C * per_chunk].reshape(C, stream_grad + n_dot, q, W)
-        pos += C * per_chunk
+                             f"(needs {need} words after the header, {N - pos - 1} left)")
+        passes.append((pos + 1, n_dot, n_grad, pos + 1 + n_dot * LW))
+        pos += 1 + need
+        prev_dot = n_dot
+    if prev_dot:
+        raise ValueError(f"stream ends with {prev_dot} T value(s) pending: end the segment "
+                         f"with a pass of n_dot = 0 that carries their grad groups")
+    label_idx = np.concatenate(
+        [np.arange(p[0], p[3]) for p in passes] + [np.zeros(0, np.int64)]).astype(np.int64)
+    L_all = parse_label(words[label_idx].reshape(-1, LW), W)
+    L_at = 0
 
-        # signs +1/-1 on active lanes, 0 on inactive ones (they contribute nothing)
-        signs = (2 * block.astype(np.int64) - 1) * maskI[:, None, None, :]
+    for (_, n_dot, n_grad, pos) in passes:
+        stream_grad = n_grad if mode == 0 else 0
+        L = L_all[L_at:L_at + n_dot]
+        L_at += n_dot
+        block = bits[pos:pos + C * (stream_grad + n_dot) * q].reshape(C, stream_grad + n_dot, q, W)
+        # signs +1/-1; inactive lanes need no mask here: their model words are 0 and are never
+        # written (the np.where below), so they add 0 to every dot
+        signs = 2 * block.astype(np.int64) - 1
 
         # update: sum of the n_grad group updates, then one write per active lane
         if n_grad:
@@ -510,9 +526,6 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
         if n_dot:
             d_signs = signs[:, stream_grad:]
             if mode == 1:
-                if C * n_dot * q > half:
-                    raise ValueError(f"pass {n_pass}: mode 1 needs {C * n_dot * q} buffer words "
-                                     f"but a half of BUF_DEPTH={config.BUF_DEPTH} holds {half}")
                 buffered = d_signs
             S = np.einsum("cspw,cw->csp", d_signs, X)                       # (C, n_dot, q)
             A = ((S << G) >> plane_shift).sum(axis=(0, 2))                  # (n_dot,)
@@ -541,10 +554,6 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
         else:
             T_queue = np.zeros(0, dtype=np.int64)
             buffered = None
-        n_pass += 1
 
-    if T_queue.size:
-        raise ValueError(f"stream ends with {T_queue.size} T value(s) pending: end the segment "
-                         f"with a pass of n_dot = 0 that carries their grad groups")
     return EngineResult(model_words=X.reshape(-1)[:d].copy(), samples=samples, words=int(N),
                         overflow=overflow, trace=tr)
