@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["MODELS", "QUANTIZERS", "LEVELS", "TASKS", "Dataset", "Prepared", "prepare",
+__all__ = ["MODELS", "PRECONDITIONS", "QUANTIZERS", "LEVELS", "TASKS", "Dataset", "Prepared", "prepare",
            "TrainOptions", "TrainResult", "default_lr", "default_decay", "resolve",
            "sample_order", "task_of"]
 
@@ -25,6 +25,8 @@ MODELS = ("linreg", "lssvm", "svm", "logistic")
 QUANTIZERS = ("double", "naive", "deterministic", "full")
 LEVELS = ("uniform", "optimal")
 TASKS = ("regression", "classification")
+#: feature preprocessing of :func:`prepare` before max-abs scaling (docs/reference.md)
+PRECONDITIONS = ("whiten", "center", "none")
 
 
 def task_of(model: str) -> str:
@@ -60,9 +62,13 @@ class Prepared:
     b : ndarray (n,)
         Labels: regression ``y / b_scale``; classification +-1.
     col_scale : ndarray (d,)
-        The max |value| of each user column (1 for an all-zero column).
+        The max |value| of each centred user column (1 for a constant column).
     b_scale : float
-        max |y| for regression (1 if y is all zero), 1 for classification.
+        max |y - b_offset| for regression (1 if that is zero), 1 for classification.
+    col_offset : ndarray (d,)
+        Column means subtracted before scaling (zeros without intercept).
+    b_offset : float
+        Label mean subtracted before scaling (regression with intercept; else 0).
     intercept : bool
     task : str
     """
@@ -74,6 +80,13 @@ class Prepared:
     intercept: bool
     task: str
     name: str = ""
+    col_offset: np.ndarray | None = None
+    b_offset: float = 0.0
+    transform: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.col_offset is None:
+            self.col_offset = np.zeros_like(self.col_scale)
 
     @property
     def n(self) -> int:
@@ -87,25 +100,39 @@ class Prepared:
     def to_user(self, x) -> np.ndarray:
         """Scaled model -> weights in the user's units (intercept last when present).
 
-        The scaled prediction is ``A x``; in user units ``y ~ b_scale * A x``, so the weight of
-        column j is ``b_scale * x_j / col_scale_j`` and the intercept is ``b_scale * x_last``.
+        The scaled prediction is ``A x`` with ``A_j = (X_j - m_j) / s_j``; in user units
+        ``y ~ b_offset + b_scale * A x``, so the weight of column j is ``b_scale * x_j / s_j``
+        and the intercept is ``b_offset + b_scale * x_last - sum_j w_j m_j``.
         """
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.d,):
             raise ValueError(f"model must have {self.d} weights, got shape {x.shape}")
+        if self.transform is not None:
+            r = self.transform.shape[1]
+            x = np.concatenate([self.transform @ x[:r], x[r:]])
         w = x * self.b_scale
         k = self.col_scale.size
         w[:k] = w[:k] / self.col_scale
+        if self.intercept:
+            w[k] = w[k] + self.b_offset - float(w[:k] @ self.col_offset)
         return w
 
     def from_user(self, w) -> np.ndarray:
         """User-unit weights -> scaled model (inverse of :meth:`to_user`)."""
         w = np.asarray(w, dtype=np.float64)
-        if w.shape != (self.d,):
-            raise ValueError(f"model must have {self.d} weights, got shape {w.shape}")
-        x = w / self.b_scale
         k = self.col_scale.size
+        if w.shape != (k + int(self.intercept),):
+            raise ValueError(f"model must have {k + int(self.intercept)} weights, "
+                             f"got shape {w.shape}")
+        w = w.copy()
+        if self.intercept:
+            w[k] = w[k] - self.b_offset + float(w[:k] @ self.col_offset)
+        x = w / self.b_scale
         x[:k] = x[:k] * self.col_scale
+        if self.transform is not None:
+            # least squares back through the transform (exact when nothing was dropped)
+            z, *_ = np.linalg.lstsq(self.transform, x[:k], rcond=None)
+            x = np.concatenate([z, x[k:]])
         return x
 
     def predict_user(self, X, w) -> np.ndarray:
@@ -117,6 +144,10 @@ class Prepared:
         if self.intercept:
             out = out + w[k]
         return out
+
+    def predict_scaled(self, x) -> np.ndarray:
+        """Training predictions of the scaled model in the user's units."""
+        return self.A @ np.asarray(x, dtype=np.float64) * self.b_scale + self.b_offset
 
     def mse(self, x) -> float:
         """Training MSE of the scaled model ``x`` in the user's units."""
@@ -161,7 +192,8 @@ def _as_float_2d(X, what="X") -> np.ndarray:
     return X
 
 
-def prepare(X, y, task: str, intercept: bool = True, name: str = "") -> Prepared:
+def prepare(X, y, task: str, intercept: bool = True, name: str = "",
+            precondition: str = "whiten") -> Prepared:
     """Scale user data into the problem of DESIGN.md §2.
 
     Raises ValueError (one message) for empty data, mismatched shapes, NaN/inf, or labels that
@@ -192,26 +224,60 @@ def prepare(X, y, task: str, intercept: bool = True, name: str = "") -> Prepared
     if not np.isfinite(y).all():
         bad = int(np.argwhere(~np.isfinite(y))[0][0])
         raise ValueError(f"labels contain NaN or inf (first in sample {bad})")
-    col_scale = np.abs(X).max(axis=0)
-    col_scale[col_scale == 0] = 1.0            # an all-zero column stays zero
-    A = X / col_scale
+    # With an intercept, centring is free (the intercept absorbs the means, to_user maps them
+    # back) and it is what makes SGD converge: a column with a large offset is nearly parallel
+    # to the ones column (condition numbers of 1e4 and more), and after max-abs scaling its
+    # values would crowd into a corner of the grid.  Without an intercept the model must pass
+    # through the user's origin, so the data is only scaled.
+    if precondition not in PRECONDITIONS:
+        raise ValueError(f"precondition must be one of {PRECONDITIONS}, got {precondition!r}")
+    col_offset = X.mean(axis=0) if intercept and precondition != "none" else np.zeros(d)
+    Xc = X - col_offset
+    col_scale = np.abs(Xc).max(axis=0)
+    col_scale[col_scale == 0] = 1.0            # a constant column stays zero
+    A = Xc / col_scale
+    transform = None
+    if precondition == "whiten":
+        A, transform = _whiten(A)
     if task == "classification":
         bad = ~np.isin(y, (-1.0, 1.0))
         if bad.any():
             vals = np.unique(y[bad])[:5]
             raise ValueError(f"a classifier needs labels -1/+1, found {', '.join(f'{v:g}' for v in vals)}"
                              + (" ..." if np.unique(y[bad]).size > 5 else ""))
-        b, b_scale = y.copy(), 1.0
+        b, b_scale, b_offset = y.copy(), 1.0, 0.0
     else:
-        m = float(np.abs(y).max())
+        b_offset = float(y.mean()) if intercept else 0.0
+        m = float(np.abs(y - b_offset).max())
         b_scale = m if m > 0 else 1.0
-        b = y / b_scale
+        b = (y - b_offset) / b_scale
     if intercept:
         A = np.hstack([A, np.ones((n, 1))])
     # max-abs division can leave 1 + 1ulp nowhere, but clip to be exact for the quantizer
     np.clip(A, -1.0, 1.0, out=A)
     return Prepared(A=np.ascontiguousarray(A), b=b, col_scale=col_scale, b_scale=b_scale,
-                    intercept=bool(intercept), task=task, name=name)
+                    intercept=bool(intercept), task=task, name=name, col_offset=col_offset,
+                    b_offset=b_offset, transform=transform)
+
+
+def _whiten(A):
+    """Rotate A onto its principal axes, drop null directions, scale each by max |value|.
+
+    Returns (A @ T, T) with T (d, r): columns of A @ T are uncorrelated (decorrelated, not
+    exactly white, because each is then max-abs scaled into [-1, 1]).
+    """
+    n, d = A.shape
+    H = A.T @ A / n
+    lam, V = np.linalg.eigh(H)
+    keep = lam > lam.max() * 1e-10 if lam.max() > 0 else np.zeros(d, dtype=bool)
+    if not keep.any():
+        return A, None
+    V = V[:, keep][:, ::-1]                   # largest variance first
+    Z = A @ V
+    s = np.abs(Z).max(axis=0)
+    s[s == 0] = 1.0
+    T = V / s
+    return np.clip(Z / s, -1.0, 1.0), T
 
 
 @dataclass
@@ -241,6 +307,7 @@ class TrainOptions:
     degree: int = 5
     refetch: bool = False
     replay: bool = False
+    precondition: str = "whiten"
 
     def validate(self, max_bits: int = 32) -> "TrainOptions":
         """Raise ValueError with one message naming the first bad option; return self."""
@@ -266,6 +333,9 @@ class TrainOptions:
             v = getattr(self, name)
             if v is not None:
                 _check_int(name, v, 1, 32)
+        if self.precondition not in PRECONDITIONS:
+            raise ValueError(f"precondition must be one of {', '.join(PRECONDITIONS)}, "
+                             f"got {self.precondition!r}")
         if self.levels == "optimal" and self.quantizer == "full":
             raise ValueError("levels optimal needs a quantizer that rounds (not full)")
         return self
@@ -351,16 +421,16 @@ def default_lr(prepared: Prepared, options: TrainOptions) -> float:
 
 
 def default_decay(options: TrainOptions) -> float:
-    """Per-epoch step multiplier: the step ends at about 1/100 of its start after all epochs.
+    """Per-epoch step multiplier: the step ends at about 1/1000 of its start after all epochs.
 
     Constant-step SGD stalls at a noise floor proportional to the step (and quantization adds
-    noise); decaying geometrically to 1% removes that floor while the early epochs still move
+    noise); decaying geometrically to 0.1% removes that floor while the early epochs still move
     at full speed.  Kept in [0.5, 0.95] (the engine's decay is 1 - 2^-k, k >= 1).
     """
     E = int(getattr(options, "epochs", 1) or 1)
     if E <= 1:
         return 1.0
-    return float(min(0.95, max(0.5, 0.01 ** (1.0 / (E - 1)))))
+    return float(min(0.95, max(0.5, 0.001 ** (1.0 / (E - 1)))))
 
 
 def resolve(prepared: Prepared, options: TrainOptions) -> TrainOptions:

@@ -1,0 +1,48 @@
+"""Loss plots (matplotlib, Agg backend: works without a display)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+__all__ = ["plot_losses"]
+
+
+def plot_losses(path: str, curves: dict, optimum: float | None = None,
+                title: str = "", ylabel: str = "training MSE (user units)") -> str:
+    """Write a PNG of per-epoch losses, one line per label, with the optimum as a dashed line.
+
+    Written to a temporary file in the target folder and renamed, so a failed run never leaves
+    a half-written plot.  Returns ``path``.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for label, ys in curves.items():
+        ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=label)
+    if optimum is not None:
+        ax.axhline(optimum, ls="--", color="k", lw=1, label="least-squares optimum")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    vals = [v for ys in curves.values() for v in ys if v > 0]
+    if vals and max(vals) / min(vals) > 20:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
