@@ -97,3 +97,34 @@ def test_golden_backend_tracks_the_float_reference(diabetes, quantizer, bits, ba
     # labels: the engine's label word rounds b to 2^-24 (x (2^q-1)/2^q) and full quantizes to
     # q = 32; together with the Q8.24 model these stay far below 1e-4 (see test_golden_float)
     assert gap < 1e-4, f"golden {quantizer} q={bits} is {gap:.3g} from the float reference"
+
+
+# the engine build tests/test_sim_engine_rtl.py uses, so the Verilator build is shared (cached)
+RTL_CONFIG = EngineConfig(W=32, D_MAX=1024, B_MAX=8, BUF_DEPTH=2 * 8 * 32 * 10)
+
+
+@pytest.mark.parametrize("quantizer, bits, batch, replay", [
+    ("double", 3, 1, False),
+    ("double", 8, 4, True),
+    ("naive", 2, 1, False),
+    ("deterministic", 5, 3, False),
+    ("full", 8, 2, False),
+])
+def test_rtl_backend_equals_golden(quantizer, bits, batch, replay):
+    """The Verilated engine trains a real dataset (breast_cancer as LS-SVM, d = 31 with the
+    intercept: not a multiple of W) to exactly the golden model's words, with the default
+    decay across epochs (the step register changes per segment) and L2."""
+    pytest.importorskip("zipml.hw.engine")
+    from sklearn.datasets import load_breast_cancer
+    X, y = load_breast_cancer(return_X_y=True)
+    prepared = prepare(X[:150], 2.0 * y[:150] - 1, "classification")
+    opts = TrainOptions(model="lssvm", bits=bits, quantizer=quantizer, epochs=3, seed=4,
+                        batch=batch, lam=1e-3, replay=replay)
+    want = backend_engine.train_golden(prepared, opts, None, config=RTL_CONFIG)
+    got = backend_engine.train_rtl(prepared, opts, None, config=RTL_CONFIG)
+    assert want.extra["regs"]["decay_shift"] > 0 and want.extra["regs"]["l2_shift"] > 0
+    assert got.model_raw == want.model_raw
+    assert got.extra["samples"] == want.extra["samples"] == 3 * 150
+    assert got.extra["words"] == want.extra["words"]
+    assert got.bits_moved == want.bits_moved
+    assert want.cycles is None and got.cycles >= got.extra["words"]
