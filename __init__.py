@@ -6,3 +6,13 @@ folders of the data path: ``reference`` (maths, golden model) -> ``hw``
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["ZipMLRegressor", "ZipMLClassifier", "__version__"]
+
+
+def __getattr__(name):
+    # lazy: `import zipml` stays cheap (no scikit-learn, no amaranth) until an estimator is used
+    if name in ("ZipMLRegressor", "ZipMLClassifier"):
+        from .host import estimators
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'zipml' has no attribute {name!r}")

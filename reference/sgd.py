@@ -119,7 +119,9 @@ def chebyshev_power_coeffs(loss: str, degree: int, r: float):
         return scalar_grad(loss, t, 1.0)
 
     cheb = Chebyshev.interpolate(h, degree, domain=[-r, r])
-    return cheb.convert(kind=Polynomial).coef
+    coef = cheb.convert(kind=Polynomial).coef
+    # convert() trims zero top coefficients (e.g. by symmetry): pad back to degree + 1
+    return np.pad(coef, (0, degree + 1 - coef.size))
 
 
 def quantized_copies(a, cfg: SGDConfig, rng, copies: int):
