@@ -144,7 +144,9 @@ def _tiny_stream(W=8):
     grad = rng.integers(0, 2**q, size=(n, d))
     L = pack.label_word(rng.uniform(-1, 1, size=n), q)
     words = pack.pack_segment(W, q, 0, dot, L, 1, grad)
-    return dict(q=q, mode=0, d=d, step=1000, step_shift=20), words
+    # Every engine register, so nothing leaks from earlier tests on the same board.
+    return dict(q=q, mode=0, d=d, step=1000, step_shift=20, decay_shift=0, n_epoch=0,
+                l2_shift=0), words
 
 
 def test_corrupted_and_lost_frames_act_exactly_once(sim):
@@ -152,9 +154,9 @@ def test_corrupted_and_lost_frames_act_exactly_once(sim):
     # Out-frame indices: 0 PING, 1..9 READ_REG (id + params), then our commands.
     faults_out = {10: "flip", 11: "flip", 13: "drop", 15: "flip"}
     faults_in = {12: "flip", 14: "drop", 17: "flip"}
+    bad_before = Device(sim).read_reg("rx_bad")
     ft = FaultyTransport(sim, faults_out, faults_in, seed=7)
     dev = Device(ft, timeout=0.002, retries=6)
-    bad_before = dev.read_reg("rx_bad")
     dev.set_ctrl(enable=False, clear=True)
     dev.configure(**regs)
     dev.write_model(np.zeros(regs["d"], dtype=np.int64))
