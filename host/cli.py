@@ -376,7 +376,10 @@ def main(argv=None) -> int:
         if argv and argv[0] in DISPATCH:
             module, fn = DISPATCH[argv[0]]
             return int(_dispatch(module, fn, argv[1:]) or 0)
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:          # usage errors (code 2) and --help (code 0)
+            return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
         if args.command == "train":
             return cmd_train(args)
         if args.command == "demo":

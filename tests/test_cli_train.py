@@ -1,0 +1,157 @@
+"""`zipml train` / `zipml demo`: JSON schema, the acceptance run on a user's own svmlight file,
+and bad input (one line on stderr, exit code 2, nothing written)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.datasets import dump_svmlight_file
+
+from zipml.host.cli import main
+
+SCHEMA = {"mse": list, "model": list, "model_raw": (list, type(None)), "bits": int,
+          "quantizer": str, "backend": str, "epochs": int, "bits_moved": int,
+          "cycles": (int, type(None))}
+
+
+def correlated_svmlight(path, n=4000, d=37, seed=0, noise=0.5):
+    """A user's own data: correlated features (shared factors), mixed scales and offsets."""
+    rng = np.random.default_rng(seed)
+    F = rng.standard_normal((n, 5))
+    X = F @ rng.standard_normal((5, d)) + 0.3 * rng.standard_normal((n, d))
+    X = X * np.exp(rng.uniform(-2, 3, d)) + rng.uniform(-20, 20, d)
+    s = X @ rng.standard_normal(d)
+    y = 40 + 5 * s / s.std() + noise * 5 * rng.standard_normal(n)
+    dump_svmlight_file(X, y, str(path))
+    return X, y
+
+
+def lstsq_mse(X, y):
+    A1 = np.hstack([X, np.ones((X.shape[0], 1))])
+    w, *_ = np.linalg.lstsq(A1, y, rcond=None)
+    return float(np.mean((A1 @ w - y) ** 2))
+
+
+def run(argv, capsys):
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def user_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("data") / "mine.svm"
+    X, y = correlated_svmlight(p)
+    return p, lstsq_mse(X, y)
+
+
+def train_json(capsys, tmp_path, data, *args):
+    out = tmp_path / "out.json"
+    rc, o, e = run(["train", str(data), "--quiet", "--json", str(out), *args], capsys)
+    assert rc == 0, e
+    return json.loads(out.read_text()), o
+
+
+def test_acceptance_on_a_users_svmlight_file(user_file, tmp_path, capsys):
+    path, best = user_file
+    common = ["--model", "linreg", "--epochs", "30", "--seed", "7", "--backend", "reference"]
+    d2, out = train_json(capsys, tmp_path, path, "--bits", "2", "--quantizer", "double", *common)
+    d8, _ = train_json(capsys, tmp_path, path, "--bits", "8", "--quantizer", "double", *common)
+    dn, _ = train_json(capsys, tmp_path, path, "--bits", "2", "--quantizer", "naive", *common)
+    assert d2["mse"][-1] <= 1.10 * best
+    assert d8["mse"][-1] <= 1.02 * best
+    assert dn["mse"][-1] >= 1.5 * d2["mse"][-1]
+    assert "least-squares optimum" in out
+
+
+def test_json_schema(tmp_path, capsys):
+    doc, out = train_json(capsys, tmp_path, "diabetes", "--bits", "3", "--epochs", "4")
+    for key, typ in SCHEMA.items():
+        assert isinstance(doc[key], typ), key
+    assert len(doc["mse"]) == 4 and len(doc["model"]) == 11
+    assert doc["model_raw"] is None and doc["cycles"] is None
+    assert doc["bits"] == 3 and doc["quantizer"] == "double" and doc["backend"] == "reference"
+    # 442 samples x 11 features x 3 bits x 2 codes x 4 epochs
+    assert doc["bits_moved"] == 442 * 11 * 3 * 2 * 4
+    assert doc["optimum_mse"] > 0 and "diabetes" in out
+
+
+def test_classification_and_plot(tmp_path, capsys):
+    png = tmp_path / "sub" / "loss.png"
+    doc, out = train_json(capsys, tmp_path, "breast_cancer", "--model", "logistic", "--bits",
+                          "4", "--epochs", "3", "--plot", str(png))
+    assert 0.9 <= doc["accuracy"] <= 1 and "accuracy" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_intercept_passes_through_origin(tmp_path, capsys):
+    doc, _ = train_json(capsys, tmp_path, "diabetes", "--no-intercept", "--epochs", "2")
+    assert len(doc["model"]) == 10 and doc["intercept"] is False
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+BAD = {
+    "missing file": lambda t: (["train", str(t / "nope.svm")], "no such file"),
+    "malformed": lambda t: (["train", write(t, "bad.svm", "1 1:0.5 2:x\n")], "not a valid"),
+    "nan": lambda t: (["train", write(t, "nan.svm", "1 1:nan\n2 1:3\n")], "NaN"),
+    "inf": lambda t: (["train", write(t, "inf.svm", "1 1:inf\n2 1:3\n")], "inf"),
+    "labels": lambda t: (["train", write(t, "lab.svm", "0 1:1\n1 1:2\n"), "--model", "svm"],
+                         "-1/\\+1"),
+    "bits 0": lambda t: (["train", "diabetes", "--bits", "0"], "bits"),
+    "bits 33": lambda t: (["train", "diabetes", "--bits", "33"], "bits"),
+    "epochs 0": lambda t: (["train", "diabetes", "--epochs", "0"], "epochs"),
+    "epochs -1": lambda t: (["train", "diabetes", "--epochs", "-1"], "epochs"),
+    "unknown dataset": lambda t: (["train", "no_such_set"], "unknown dataset"),
+    "regression labels for a classifier": lambda t: (
+        ["train", "diabetes", "--model", "logistic"], "labels|classification"),
+    "board without port": lambda t: (["train", "diabetes", "--backend", "board"], "port"),
+    "bad lr": lambda t: (["train", "diabetes", "--lr", "-1"], "lr"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, tmp_path, capsys):
+    argv, match = BAD[case](tmp_path)
+    out_json = tmp_path / "out" / "r.json"
+    out_png = tmp_path / "out" / "r.png"
+    rc, out, err = run(argv + ["--quiet", "--json", str(out_json), "--plot", str(out_png)],
+                       capsys)
+    assert rc == 2
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and "error" in lines[0], err
+    assert "Traceback" not in err
+    import re
+    assert re.search(match, lines[0]), lines[0]
+    assert not out_json.exists() and not out_png.exists()
+
+
+def test_console_script_exit_code(tmp_path):
+    # the real process: exit status 2, no traceback
+    r = subprocess.run([sys.executable, "-m", "zipml.host.cli", "train", str(tmp_path / "x.svm")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_writes_plot_and_json(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc, o, e = run(["demo", "--out", str(out), "--epochs", "3", "--quiet"], capsys)
+    assert rc == 0, e
+    doc = json.loads((out / "results.json").read_text())
+    assert [r["quantizer"] for r in doc["runs"]] == ["double", "naive", "full"]
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert "wrote" in o
+
+
+def test_dispatch_to_missing_subcommand_module_is_a_clear_error(capsys, monkeypatch):
+    import zipml.host.cli as cli
+    monkeypatch.setitem(cli.DISPATCH, "bench", ("zipml.host.no_such_module", "main"))
+    rc, _, err = run(["bench", "host"], capsys)
+    assert rc == 2 and "not available" in err
