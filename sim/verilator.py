@@ -41,7 +41,7 @@ __all__ = ["Port", "VerilatorError", "verilator_env", "to_verilog", "parse_ports
 _HERE = pathlib.Path(__file__).resolve().parent
 SHIM_SOURCE = _HERE / "verilator_shim.cpp"
 #: bump when the generated header or the build command changes meaning
-_GENERATOR_VERSION = "1"
+_GENERATOR_VERSION = "2"
 
 
 class VerilatorError(RuntimeError):
@@ -313,6 +313,9 @@ def build(verilog: str, top: str, *, trace: bool = False, jobs: int = 2,
             "".join(f"{p.name} {p.direction} {p.width}\n" for p in ports))
         cmd = ["verilator", *args, "-j", str(jobs), "--top-module", top, "--prefix", f"V{top}",
                "--Mdir", "obj", "-CFLAGS", "-fPIC -O2 -std=c++17 -I..", "-LDFLAGS", "-shared",
+               # the PyPI build leaves CFG_CXXFLAGS_PCH_I empty, so designs big enough to be
+               # split into several .cpp files fail to compile against the precompiled header
+               "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
                "-o", "libzm.so", "top.v", "verilator_shim.cpp"]
         env = verilator_env()
         env["MAKEFLAGS"] = f"-j{jobs}"

