@@ -1,5 +1,7 @@
 """The golden and rtl backends end to end on a bundled real dataset."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
@@ -7,6 +9,7 @@ from sklearn.datasets import load_diabetes
 from zipml.host import backend_engine
 from zipml.host.problem import TrainOptions, prepare
 from zipml.reference import engine_job as job
+from zipml.reference import golden
 from zipml.reference.golden import EngineConfig
 
 
@@ -128,3 +131,22 @@ def test_rtl_backend_equals_golden(quantizer, bits, batch, replay):
     assert got.extra["words"] == want.extra["words"]
     assert got.bits_moved == want.bits_moved
     assert want.cycles is None and got.cycles >= got.extra["words"]
+
+
+def test_replay_equals_one_continuous_stream(diabetes):
+    """Replay (docs/link.md): epoch 0's segment E times with no clear in between.  The backend
+    runs one segment per call from clear with the step pre-decayed (epoch_regs); one golden run
+    over the concatenated stream, where the engine's own decay counter fires after every n
+    samples, must end on the same words."""
+    opts = TrainOptions(model="linreg", bits=3, quantizer="double", epochs=4, seed=2,
+                        decay=0.75, replay=True)
+    res = backend_engine.train_golden(diabetes, opts, None)
+    ej = backend_engine.engine_job_for(diabetes, opts)
+    assert ej.regs.decay_shift == 2 and ej.regs.n_epoch == diabetes.n
+    stream = np.concatenate([ej.epoch_stream(0)] * 4)
+    one = golden.run(ej.config, ej.regs, stream)
+    assert one.model_words.tolist() == res.model_raw
+    assert one.samples == res.extra["samples"] == 4 * diabetes.n
+    # and the decay mattered: without it the same stream ends elsewhere
+    flat = golden.run(ej.config, dataclasses.replace(ej.regs, decay_shift=0), stream)
+    assert flat.model_words.tolist() != res.model_raw
