@@ -86,3 +86,33 @@ def test_job_checks_engine_limits():
         job.EngineJob.build(A, b, quantizer="full", q=2, lr=0.1, B=4, order=_order, config=small)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         job.EngineJob.build(A + 2, b, quantizer="double", q=2, lr=0.1, order=_order)
+
+
+def test_epoch_codes_and_stream():
+    """Epoch e: samples in sample_order(n, e, seed), codes from default_rng([seed, e]) with Q1
+    (grad) drawn before Q2 (dot), fresh every epoch; the stream carries exactly them."""
+    from zipml.host.problem import sample_order
+    from zipml.reference import pack
+    from zipml.reference.quantize import quantize
+    rng = np.random.default_rng(0)
+    A = rng.uniform(-1, 1, size=(23, 41))
+    b = rng.uniform(-1, 1, size=23)
+    ej = job.EngineJob.build(A, b, quantizer="double", q=3, lr=0.05, B=2, seed=17)
+    for e in (0, 1):
+        order, dot, grad, L = ej.epoch_codes(e)
+        np.testing.assert_array_equal(order, sample_order(23, e, 17))
+        r = np.random.default_rng([17, e])
+        np.testing.assert_array_equal(grad, quantize(A[order], 3, r))
+        np.testing.assert_array_equal(dot, quantize(A[order], 3, r))
+        u = pack.unpack_segment(ej.epoch_stream(e), ej.config.W, 3, 41, 0)
+        np.testing.assert_array_equal(u["dot_codes"], dot)
+        np.testing.assert_array_equal(u["grad_codes"], grad)
+        np.testing.assert_array_equal(u["L"], np.rint(b[order] * 2**24 * 7 / 8))
+    assert not np.array_equal(ej.epoch_codes(0)[1], ej.epoch_codes(1)[1])
+    assert ej.epoch_bits() == ej.config.W * ej.epoch_stream(0).size
+    # single-sample quantizers: one code set, no grad codes in the stream
+    nv = job.EngineJob.build(A, b, quantizer="deterministic", q=4, lr=0.05, seed=17)
+    _, dot, grad, _ = nv.epoch_codes(0)
+    assert grad is None and nv.regs.mode == 1
+    np.testing.assert_array_equal(
+        dot, np.floor((A[sample_order(23, 0, 17)] + 1) / 2 * 15 + 0.5))
