@@ -120,10 +120,12 @@ def train_golden(prepared, options, progress=None, config: EngineConfig | None =
 
 def train_rtl(prepared, options, progress=None, config: EngineConfig | None = None):
     """``--backend rtl``: the engine RTL itself, simulated by Verilator, trains the data."""
+    from .backends import BackendUnavailable
     try:
         from ..sim.engine_rtl import run
     except ImportError as exc:            # Verilator or the gateware missing
-        raise RuntimeError(f"the rtl backend needs the Verilator simulation: {exc}") from exc
+        raise BackendUnavailable(f"the rtl backend needs the Verilator simulation of "
+                                 f"zipml.hw.engine: {exc}") from exc
     return train_engine(prepared, options, progress, runner=run, config=config, backend="rtl")
 
 
