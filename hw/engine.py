@@ -121,13 +121,13 @@ class Engine(wiring.Component):
 
         m.submodules.mem = mem = ModelMemory(W, C_MAX)
         m.submodules.gterm = gterm = GradTerm()
-        m.submodules.upd = upd = ChunkUpdate(W)
+        m.submodules.upd = upd = ChunkUpdate(W, B_MAX)
         m.submodules.dot = dot = PlaneDot(W)
         m.submodules.acc = acc = DotAccumulate(B_MAX, SW, AW)
         m.submodules.loss = loss = SquaredLoss(AW)
         m.submodules.scalar = scal = Scalar()
         m.submodules.labels = labels = ResetInserter(self.clear)(
-            SyncFIFO(width=MW, depth=2 * B_MAX))
+            SyncFIFO(width=MW, depth=B_MAX))
 
         # ------------------------------------------------------------ static run-time values
         # Registered once more so the divisions by W and the mask stay out of the FSM paths.
@@ -183,7 +183,9 @@ class Engine(wiring.Component):
         # a chunk read must not overtake a write-back of the same chunk still in stages 1..4
         hazard = first & Cat(*((sl.valid & sl.wb & (sl.k == k)) for sl in slots[1:])).any()
 
-        can = self.enable & t_ok & ~hazard
+        # label FIFO of B_MAX: the labels of the next pass wait (rarely) for the finals of this one
+        lab_ok = (state != _State.LABEL) | labels.w_rdy
+        can = self.enable & t_ok & ~hazard & lab_ok
         ready = Signal()
         go = Signal()
         m.d.comb += [ready.eq(can & ~from_buf),
@@ -285,7 +287,7 @@ class Engine(wiring.Component):
             m.d.sync += shr[i].eq(Mux(self.l2_shift == 0, 0, x_r[i] >> self.l2_shift))
 
         # ------------------------------------------------------------ S3: load, accumulate
-        m.d.comb += [upd.load.eq(s3.valid & s3.first), upd.x_load.eq(x_r2), upd.shr_load.eq(shr),
+        m.d.comb += [upd.load.eq(s3.valid & s3.first), upd.x_load.eq(x_r2), upd.shr.eq(shr),
                      upd.acc.eq(s3.valid & s3.grad), upd.first.eq(s3.fgrad), upd.bits.eq(bits[2]),
                      upd.term.eq(gterm.term), upd.nterm.eq(gterm.nterm)]
 

@@ -6,7 +6,7 @@ samples. The multiply (32 x 18 bits, one per sample) is split into two 16 x 18 p
 fits one DSP block (ECP5 MULT18X18D) and is pipelined with the shift over five cycles.
 """
 
-from amaranth.hdl import Module, Signal, Cat, Mux, signed
+from amaranth.hdl import Module, Signal, Cat, Const, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,8 +41,8 @@ class Scalar(wiring.Component):
     step_work : Out(18)
         The working step (for inspection).
 
-    Latency ``LATENCY`` = 6: step capture and decay, two partial products, sum with the
-    rounding constant, shift by the upper then the lower three bits of STEP_SHIFT, saturation.
+    Latency ``LATENCY`` = 6: step capture and decay, two partial products, their sum, shift by
+    the upper then the lower three bits of the shift amount, rounding and saturation.
     One sample per cycle. The sample that completes an epoch still uses the old step.
     """
 
@@ -79,20 +79,30 @@ class Scalar(wiring.Component):
         p_hi = Signal(signed(16 + STEP_BITS + 1))
         v2 = Signal()
         m.d.sync += [p_lo.eq(e1[:16] * st1), p_hi.eq(e1[16:].as_signed() * st1), v2.eq(v1)]
-        # 3: E * STEP + R, R = 2^(STEP_SHIFT-1) (0 for shift 0); 64 bits hold R up to 2^62
-        rnd = Signal(64)
-        m.d.comb += rnd.eq(Mux(self.step_shift == 0, 0, (Cat(1) << self.step_shift) >> 1))
-        prod = Signal(signed(65))
+        # 3: x = E * STEP (50 bits). Round half up as docs/engine.md, without R:
+        #    (x + 2^(s-1)) >> s == ((x >> (s-1)) + 1) >> 1 for s >= 1 (floor of a floor), and
+        #    for s - 1 >= 49 both are 0, so the shifter needs 50 bits and amounts 0..49.
+        prod = Signal(signed(16 + STEP_BITS + 17))
+        amt = Signal(6)
+        rnd3 = Signal()
         v3 = Signal()
-        m.d.sync += [prod.eq((p_hi << 16) + p_lo + rnd), v3.eq(v2)]
-        # 4, 5: arithmetic shift right by STEP_SHIFT, coarse then fine
-        sh4 = Signal(signed(65))
+        sh = self.step_shift
+        m.d.sync += [prod.eq((p_hi << 16) + p_lo), v3.eq(v2), rnd3.eq(sh != 0),
+                     amt.eq(Mux(sh == 0, 0, Mux(sh > 50, 49, sh - 1)))]
+        # 4, 5: arithmetic shift right by amt, coarse then fine
+        sh4 = Signal(signed(len(prod)))
+        amt4 = Signal(3)
+        rnd4 = Signal()
         v4 = Signal()
-        m.d.sync += [sh4.eq(prod >> Cat(0, 0, 0, self.step_shift[3:])), v4.eq(v3)]
-        sh5 = Signal(signed(65))
+        m.d.sync += [sh4.eq(prod >> Cat(Const(0, 3), amt[3:])), amt4.eq(amt[:3]), rnd4.eq(rnd3),
+                     v4.eq(v3)]
+        sh5 = Signal(signed(len(prod)))
+        rnd5 = Signal()
         v5 = Signal()
-        m.d.sync += [sh5.eq(sh4 >> self.step_shift[:3]), v5.eq(v4)]
-        # 6: saturate
-        t, o = sat(m, sh5, MW, "t_sat")
+        m.d.sync += [sh5.eq(sh4 >> amt4), rnd5.eq(rnd4), v5.eq(v4)]
+        # 6: the rounding step, then saturate
+        rounded = Signal(signed(len(prod)))
+        m.d.comb += rounded.eq(Mux(rnd5, (sh5 + 1) >> 1, sh5))
+        t, o = sat(m, rounded, MW, "t_sat")
         m.d.sync += [self.t.eq(t), self.ovf.eq(o & v5), self.o_valid.eq(v5)]
         return m

@@ -15,25 +15,34 @@ from amaranth.lib.wiring import In, Out
 from .dot import G
 from .model_mem import MW
 
-__all__ = ["GradTerm", "ChunkUpdate", "TERM_W", "U_W", "sat"]
+__all__ = ["GradTerm", "ChunkUpdate", "TERM_W", "u_width", "sat"]
 
 #: width of the grad term ``(T << G) >> (p + 1)``: |T| <= 2^31, so |term| <= 2^(31 + G - 1)
 TERM_W = MW + G
-#: per-lane accumulator: up to 15 groups x sum_p 2^(-p-1) < 15 terms, plus the rounding 2^(G-1)
-U_W = TERM_W + 5
+
+
+def u_width(B_MAX):
+    """Bits of a lane's U: ``shrink(X) << G`` (< 2^(31+G)) plus up to B_MAX groups of
+    ``sum_p |term_p| < 2^(31+G)``, plus the rounding constant: ``(B_MAX + 1) * 2^(31+G)``."""
+    return MW + G + (B_MAX + 1).bit_length() + 1
 
 
 def sat(m, value, width, name):
-    """Saturate ``value`` to signed ``width`` bits; returns (result, overflowed) signals."""
-    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    """Saturate a signed ``value`` to ``width`` bits; returns (result, overflowed) signals.
+
+    Tests the bits above ``width - 1`` against the sign instead of comparing with the
+    limits: a few LUTs instead of two carry chains.
+    """
     res = Signal(signed(width), name=name)
     ovf = Signal(name=f"{name}_ovf")
-    with m.If(value > hi):
-        m.d.comb += [res.eq(hi), ovf.eq(1)]
-    with m.Elif(value < lo):
-        m.d.comb += [res.eq(lo), ovf.eq(1)]
-    with m.Else():
+    if len(value) <= width:
         m.d.comb += res.eq(value)
+        return res, ovf
+    top = value[width - 1:]
+    sign = value[-1]
+    m.d.comb += ovf.eq(~(top.all() | ~top.any()))
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    m.d.comb += res.eq(Mux(ovf, Mux(sign, lo, hi), value[:width]))
     return res, ovf
 
 
@@ -73,21 +82,29 @@ class GradTerm(wiring.Component):
 class ChunkUpdate(wiring.Component):
     """The chunk register, the per-lane U accumulators and the write-back.
 
+    The L2 shrink and the write-back's rounding constant are folded into U's start value,
+    ``U = (shrink(X) << G) + 2^(G-1)``: both are added before the floor ``>> G`` and the first
+    is a multiple of 2^G, so ``X - (U >> G)`` is exactly docs/engine.md's
+    ``X - ((U' + 2^(G-1)) >> G) - shrink(X)`` (U' the sum of the grad terms), with one
+    subtraction per lane and no second copy of the chunk.
+
     Parameters
     ----------
     W : int
         Lanes.
+    B_MAX : int
+        Largest number of grad groups per chunk (sizes U).
 
     Ports (all sampled at the clock edge unless marked comb)
     -----
     load : In(1)
-        ``x_load`` is the next chunk: ``x <= x_load`` and the shrunk base
-        ``x_load - shr_load`` is kept for the write-back.
-    x_load, shr_load : In(ArrayLayout(signed(32), W))
-        The chunk from memory and ``shrink(x_load)`` (0 when l2_shift = 0).
+        ``x_load`` is the next chunk: ``x <= x_load``.
+    x_load : In(ArrayLayout(signed(32), W))
+        The chunk from memory.
+    shr : In(ArrayLayout(signed(32), W))
+        ``shrink(x)`` of the chunk (0 when l2_shift = 0), with the chunk's first grad plane.
     acc : In(1)
-        A grad plane: ``U_i <= (first ? 2^(G-1) : U_i) + (bits_i ? term : nterm)``. Starting
-        U at 2^(G-1) folds the write-back's rounding constant in.
+        A grad plane: ``U_i <= (first ? (shr_i << G) + 2^(G-1) : U_i) + (bits_i ? term : nterm)``.
     first : In(1)
         First grad plane of the chunk.
     bits : In(W)
@@ -101,7 +118,7 @@ class ChunkUpdate(wiring.Component):
     x : Out(ArrayLayout(signed(32), W))
         The chunk (registered); dot planes of the chunk read it.
     x_new : Out(ArrayLayout(signed(32), W))
-        ``sat32(base - (U >> G))`` (comb).
+        ``sat32(x - (U >> G))`` (comb).
     ovf : Out(1)
         An active lane saturated in this cycle's write-back (comb).
 
@@ -109,11 +126,11 @@ class ChunkUpdate(wiring.Component):
     later. One plane per cycle.
     """
 
-    def __init__(self, W):
-        self.W = W
+    def __init__(self, W, B_MAX=15):
+        self.W, self.B_MAX = W, B_MAX
         row = data.ArrayLayout(signed(MW), W)
         super().__init__({
-            "load": In(1), "x_load": In(row), "shr_load": In(row),
+            "load": In(1), "x_load": In(row), "shr": In(row),
             "acc": In(1), "first": In(1), "bits": In(W),
             "term": In(signed(TERM_W)), "nterm": In(signed(TERM_W + 1)),
             "wb": In(1), "mask": In(W),
@@ -123,19 +140,18 @@ class ChunkUpdate(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         W = self.W
-        base = [Signal(signed(MW + 1), name=f"base{i}") for i in range(W)]
-        U = [Signal(signed(U_W), name=f"u{i}") for i in range(W)]
+        U = [Signal(signed(u_width(self.B_MAX)), name=f"u{i}") for i in range(W)]
         ovfs = []
         for i in range(W):
+            start = Cat(Const(1 << (G - 1), G), self.shr[i]).as_signed()
             with m.If(self.acc):
-                m.d.sync += U[i].eq(Mux(self.first, 1 << (G - 1), U[i])
+                m.d.sync += U[i].eq(Mux(self.first, start, U[i])
                                     + Mux(self.bits[i], self.term, self.nterm))
-            new, o = sat(m, base[i] - (U[i] >> G), MW, f"xnew{i}")
+            new, o = sat(m, self.x[i] - (U[i] >> G), MW, f"xnew{i}")
             m.d.comb += self.x_new[i].eq(new)
             ovfs.append(o & self.mask[i])
             with m.If(self.load):
-                m.d.sync += [self.x[i].eq(self.x_load[i]),
-                             base[i].eq(self.x_load[i] - self.shr_load[i])]
+                m.d.sync += self.x[i].eq(self.x_load[i])
             with m.Elif(self.wb & self.mask[i]):
                 m.d.sync += self.x[i].eq(new)
         m.d.comb += self.ovf.eq(self.wb & Cat(*ovfs).any())

@@ -159,7 +159,8 @@ def test_engine_overflow_saturates_like_golden():
         (want.model_words == -(1 << 31)).any()
 
 
-@pytest.mark.parametrize("W,q,mode,d,B", [(16, 2, 0, 33, 2), (32, 1, 1, 31, 2), (64, 3, 0, 65, 1)])
+@pytest.mark.parametrize("W,q,mode,d,B", [(16, 2, 0, 33, 2), (32, 1, 1, 31, 2), (64, 3, 0, 65, 1),
+                                         (32, 1, 0, 20, 3)])
 def test_engine_wider_lanes(W, q, mode, d, B):
     """W = 16, 32, 64: label word splitting (LW = 2, 1, 1 with upper bits) and tree depth."""
     cfg = EngineConfig(W=W, D_MAX=4 * W, B_MAX=3, BUF_DEPTH=64)

@@ -31,6 +31,10 @@ def expected(E, step, step_shift, decay_shift, n_epoch):
     (200_000, 63, 0, 7),               # R = 2^62, everything shifts to 0 or -1
     (99_999, 30, 1, 1),                # decays every sample
     (5, 1, 2, 0),
+    ((1 << 18) - 1, 48, 0, 0),         # around the shifter's clamp at 49 (x has 50 bits)
+    ((1 << 18) - 1, 49, 0, 0),
+    ((1 << 18) - 1, 50, 0, 0),
+    ((1 << 18) - 1, 51, 0, 0),
 ])
 def test_scalar_matches_golden(step, step_shift, decay_shift, n_epoch):
     rng = np.random.default_rng(step_shift)

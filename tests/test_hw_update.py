@@ -51,7 +51,7 @@ def test_chunk_update_matches_golden(l2_shift):
     """Chunks of n_grad x q grad planes, then the write-back; saturating cases included."""
     W = 8
     rng = np.random.default_rng(l2_shift)
-    dut = ChunkUpdate(W)
+    dut = ChunkUpdate(W, B_MAX=4)
     chunks = []
     for trial in range(6):
         n_grad, q = int(rng.integers(1, 5)), int(rng.integers(1, 9))
@@ -82,9 +82,11 @@ def test_chunk_update_matches_golden(l2_shift):
             ctx.set(dut.load, 1)
             for i in range(W):
                 ctx.set(dut.x_load[i], int(X[i]))
-                ctx.set(dut.shr_load[i], int(golden.shrink(X[i], l2_shift)))
             await ctx.tick()
             ctx.set(dut.load, 0)
+            for i in range(W):
+                # the shrink arrives with the first grad plane (docs/gateware.md)
+                ctx.set(dut.shr[i], int(golden.shrink(X[i], l2_shift)))
             n_grad, q = bits.shape[:2]
             for s in range(n_grad):
                 for p in range(q):
@@ -95,6 +97,8 @@ def test_chunk_update_matches_golden(l2_shift):
                     ctx.set(dut.term, term)
                     ctx.set(dut.nterm, -term)
                     await ctx.tick()
+                    for i in range(W):
+                        ctx.set(dut.shr[i], int(rng.integers(-(1 << 31), 1 << 31)))  # unused now
             ctx.set(dut.acc, 0)
             ctx.set(dut.wb, 1)
             ctx.set(dut.mask, _word(mask))
