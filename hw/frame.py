@@ -28,16 +28,37 @@ SendByte = data.StructLayout({
 })
 
 
+def _crc16_terms():
+    """For each bit of the next CRC register: the set of (crc bit, data bit) inputs it XORs.
+
+    The CRC step is linear over GF(2), so the 8 serial steps fold into one XOR per output bit;
+    worked out here on index sets, once, at elaboration (a naive unrolled expression would
+    reference the register twice per step and grow as 2^8).
+    """
+    c = [frozenset({("c", i)}) for i in range(16)]
+    for i in range(8):
+        fb = c[15] ^ frozenset({("d", 7 - i)})
+        c = [fb] + c[:15]
+        for tap in (5, 12):            # 0x1021 = x^12 + x^5 + 1 (bit 0 is the feedback itself)
+            c[tap] = c[tap] ^ fb
+    return c
+
+
+_CRC16_TERMS = _crc16_terms()
+
+
 def crc16_byte(crc, byte):
     """Expression: CRC-16/CCITT-FALSE register `crc` after shifting in `byte`, MSB first.
 
-    Unrolled over the 8 bits at elaboration: 16 XOR trees of a few inputs, one clock per byte.
+    One XOR of a few inputs per bit (`_crc16_terms`): one byte per clock.
     """
-    c = crc
-    for i in range(8):
-        fb = c[15] ^ byte[7 - i]
-        c = Cat(fb, c[0:15]) ^ Mux(fb, Const(0x1020, 16), Const(0, 16))
-    return c[:16]
+    bits = []
+    for terms in _CRC16_TERMS:
+        x = Const(0, 1)
+        for kind, i in sorted(terms):
+            x = x ^ (crc[i] if kind == "c" else byte[i])
+        bits.append(x)
+    return Cat(*bits)
 
 
 class FrameReceiver(wiring.Component):
