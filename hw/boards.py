@@ -214,7 +214,10 @@ def board_spec(board):
 # --- Clocking ----------------------------------------------------------------------------------
 
 class PLLClocking(Elaboratable):
-    """The ``sync`` clock domain from the board crystal through the FPGA PLL.
+    """Clock and reset of the ``sync`` domain from the board crystal through the FPGA PLL.
+
+    The parent defines ``m.domains.sync = ClockDomain("sync")``; this block drives its clock
+    and reset.
 
     Parameters
     ----------
@@ -247,8 +250,9 @@ class PLLClocking(Elaboratable):
         self.locked = Signal()
 
     def elaborate(self, platform):
+        # Drives the clock and reset of ``sync``; the domain itself is defined by the board top
+        # (Amaranth 0.6 wants a domain defined in a parent of every module that uses it).
         m = Module()
-        m.domains.sync = ClockDomain("sync")
         clk_sync = Signal()  # the PLL output; a plain Signal so it can carry a clock constraint
         m.d.comb += ClockSignal("sync").eq(clk_sync)
         pll_lock = Signal()
@@ -299,7 +303,7 @@ class PLLClocking(Elaboratable):
         m.domains.por = ClockDomain("por", reset_less=True, local=True)
         m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
         lock_sync = Signal()
-        m.submodules.lock_sync = FFSynchronizer(pll_lock, lock_sync, o_domain="por", reset=0)
+        m.submodules.lock_sync = FFSynchronizer(pll_lock, lock_sync, o_domain="por", init=0)
         timer = Signal(range(self.por_cycles + 1))
         ready = Signal()
         with m.If(~lock_sync):
@@ -312,14 +316,17 @@ class PLLClocking(Elaboratable):
         return m
 
 
-def _request_leds(platform, n):
+def _request_leds(m, platform, n):
     """Up to ``n`` LED outputs (amaranth-boards ``led`` resources), as a list of 1-bit Values."""
     leds = []
     for i in range(n):
         try:
-            leds.append(platform.request("led", i).o)
+            port = platform.request("led", i, dir="-")
         except Exception:  # the board has fewer LEDs than asked for
             break
+        buf = io.Buffer("o", port)
+        m.submodules[f"led_{i}"] = buf
+        leds.append(buf.o)
     return leds
 
 
@@ -431,20 +438,25 @@ class EngineBoardTop(Elaboratable):
         Engine clock wanted from the PLL.
     engine : dict
         Engine synthesis parameters (``W``, ``D_MAX``, ``B_MAX``, ``BUF_DEPTH``).
+    engine_cls : callable or None
+        What `PnrTop` wraps (default `zipml.hw.engine.Engine`); a single engine block can be
+        measured alone this way.
     """
 
-    def __init__(self, spec, f_out_hz, engine):
+    def __init__(self, spec, f_out_hz, engine, *, engine_cls=None):
         self.spec = spec
         self.clocking = PLLClocking(spec, f_out_hz)
         self.engine_params = dict(engine)
+        self.engine_cls = engine_cls
 
     def elaborate(self, platform):
         from .pnr_top import PnrTop
 
         m = Module()
+        m.domains.sync = ClockDomain("sync")
         m.submodules.clocking = self.clocking
-        m.submodules.pnr = pnr = PnrTop(**self.engine_params)
-        leds = _request_leds(platform, 2)
+        m.submodules.pnr = pnr = PnrTop(**self.engine_params, engine_cls=self.engine_cls)
+        leds = _request_leds(m, platform, 2)
         m.d.comb += leds[0].eq(pnr.led)
         if len(leds) > 1:
             m.d.comb += leds[1].eq(self.clocking.locked)
@@ -492,12 +504,15 @@ class SystemBoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = ClockDomain("sync")
         m.submodules.clocking = self.clocking
         m.submodules.system = system = self.make_system()
-        uart = platform.request("uart", 0)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
         # The system's UART receiver synchronizes rx itself.
-        m.d.comb += [system.rx.eq(uart.rx.i), uart.tx.o.eq(system.tx)]
-        leds = _request_leds(platform, self.spec.leds)
+        m.d.comb += [system.rx.eq(rx.i), tx.o.eq(system.tx)]
+        leds = _request_leds(m, platform, self.spec.leds)
         status = [self.clocking.locked] + [system.leds[i] for i in range(len(system.leds))]
         for led, value in zip(leds, status):
             m.d.comb += led.eq(value)
@@ -508,13 +523,13 @@ def make_top(board, target="system", f_out_hz=None, engine=None, **kwargs):
     """The board top for ``board`` (``icebreaker``/``ulx3s``) and ``target`` (engine/system).
 
     ``f_out_hz`` defaults to the board's target clock, ``engine`` to its default parameters
-    (entries given override the defaults).
+    (entries given override the defaults); other keywords go to the top's constructor.
     """
     spec = board_spec(board)
     f_out_hz = spec.target_mhz * 1e6 if f_out_hz is None else f_out_hz
     params = {**spec.engine, **(engine or {})}
     if target == "engine":
-        return EngineBoardTop(spec, f_out_hz, params)
+        return EngineBoardTop(spec, f_out_hz, params, **kwargs)
     if target == "system":
         return SystemBoardTop(spec, f_out_hz, params, **kwargs)
     raise ValueError(f"unknown target {target!r}; choose engine or system")

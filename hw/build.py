@@ -223,9 +223,10 @@ def fit_frequency(board, fmax_mhz, baud=None):
     raise ValueError(f"no clock <= {fmax_mhz} MHz on {board} gives {baud} baud exactly")
 
 
-def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose):
+def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose, engine_cls):
     env = toolchain_env(spec.family)
-    top = make_top(board, target, f_out_hz=freq_mhz * 1e6, engine=engine)
+    top = make_top(board, target, f_out_hz=freq_mhz * 1e6, engine=engine,
+                   **({"engine_cls": engine_cls} if engine_cls is not None else {}))
     platform = spec.platform()
     report_path = build_dir / "report.json"
     if report_path.exists():
@@ -238,17 +239,22 @@ def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose)
                 top, name="top", build_dir=str(build_dir), do_program=False,
                 # yowasp tools want paths relative to the build directory.
                 nextpnr_opts=f"--timing-allow-fail --report report.json --seed {int(seed)}",
+                # The UP5K's eight 16x16 SB_MAC16 multipliers are used only when asked for;
+                # without them the scalar stage's multiply costs thousands of LUTs.
+                **({"synth_opts": "-dsp"} if spec.family == "ice40" else {}),
             )
         except Exception as exc:
             log = build_dir / "top.tim"
             tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
-            raise ToolchainError(f"{board} {target} build failed: {exc}"
+            raise ToolchainError(f"{board} {target} build failed: {type(exc).__name__}: {exc}"
                                  + ("\n" + "\n".join(tail) if tail else "")) from exc
     if not report_path.exists():
         raise ToolchainError(f"nextpnr wrote no report at {report_path}")
     parsed = parse_report(json.loads(report_path.read_text()))
     bitstream = build_dir / ("top" + _BITSTREAM_SUFFIX[spec.family])
     extra = {"baud": top.baud, "store_depth": top.store_depth} if target == "system" else {}
+    if engine_cls is not None:
+        extra["block"] = getattr(engine_cls, "__name__", repr(engine_cls))
     return {
         "board": board,
         "target": target,
@@ -265,7 +271,7 @@ def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose)
 
 
 def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None, seed=1,
-          fit=None, verbose=False):
+          fit=None, verbose=False, engine_cls=None):
     """Synthesize, place and route one board top and return its report (see module doc).
 
     Parameters
@@ -289,6 +295,9 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
         Default: on for ``system``, off for ``engine`` (a measure, not a product).
     verbose : bool
         Let the tools print their logs.
+    engine_cls : callable or None
+        ``engine`` target only: the component `PnrTop` wraps instead of the Engine, called
+        with the engine parameters as keywords (to place and route one block alone).
 
     Returns
     -------
@@ -298,6 +307,8 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
     spec = board_spec(board)
     if target not in ("system", "engine"):
         raise ValueError(f"unknown target {target!r}; choose system or engine")
+    if engine_cls is not None and target != "engine":
+        raise ValueError("engine_cls replaces the engine of the engine target only")
     freq_mhz = spec.target_mhz if freq_mhz is None else float(freq_mhz)
     if freq_mhz <= 0:
         raise ValueError(f"clock frequency must be positive, not {freq_mhz} MHz")
@@ -306,7 +317,8 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
     start = time.monotonic()
     attempts = []
     while True:
-        report = _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose)
+        report = _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,
+                             engine_cls)
         fmax = min(report["fmax_mhz"].values())
         attempts.append({"pll_mhz": report["pll_mhz"], "fmax_mhz": fmax})
         if report["timing_met"] or not fit or len(attempts) == 3:

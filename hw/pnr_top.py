@@ -11,7 +11,7 @@ The engine is found by its signature, not by port names: every ``In`` leaf is dr
 LFSR-driven stream keeps the datapath toggling in the built bitstream, which blinks the LED.
 """
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 
 
@@ -35,7 +35,8 @@ def _in_out_leaves(component):
     ins, outs = [], []
     for path, member, value in component.signature.flatten(component):
         name = "__".join(str(p) for p in path)
-        (ins if member.flow == wiring.In else outs).append((name, value))
+        # Views (data.Layout-shaped ports) as plain bits: len() of a view is not its width.
+        (ins if member.flow == wiring.In else outs).append((name, Value.cast(value)))
     return ins, outs
 
 
