@@ -34,8 +34,8 @@ import time
 from .boards import BOARDS, board_spec, make_top
 
 
-__all__ = ["ToolchainError", "toolchain_env", "build", "fit_frequency", "parse_report", "main",
-           "flash_main", "programmer_command"]
+__all__ = ["ToolchainError", "toolchain_env", "build", "fit_frequency", "parse_report",
+           "area_by_name", "main", "flash_main", "programmer_command"]
 
 
 class ToolchainError(RuntimeError):
@@ -197,6 +197,54 @@ def parse_report(report):
 
 # --- Build -------------------------------------------------------------------------------------
 
+def _log_utilization(text):
+    # nextpnr prints "Info: \t ICESTORM_LC:  9712/  5280   183%" after packing, before placing.
+    util = {}
+    for bel, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text, re.M):
+        if int(used) and bel not in util:
+            util[bel] = {"used": int(used), "available": int(avail),
+                         "percent": round(100.0 * int(used) / max(int(avail), 1), 1)}
+    return util
+
+
+# Yosys cell types after synth_ice40 / synth_ecp5, by kind.
+_CELL_KINDS = {
+    "lut": ("SB_LUT4", "LUT4"),
+    "carry": ("SB_CARRY", "CCU2C"),
+    "ff": ("SB_DFF", "TRELLIS_FF"),
+    "ram": ("SB_RAM40_4K", "SB_SPRAM256KA", "DP16KD", "PDPW16KD", "TRELLIS_DPR16X4"),
+    "dsp": ("SB_MAC16", "MULT18X18D", "ALU54B"),
+}
+
+
+def area_by_name(netlist, depth=3, top=12):
+    """Cells per design name from Yosys' JSON netlist: where the area goes.
+
+    Cells are grouped by the first ``depth`` components of their hierarchical name (e.g.
+    ``pnr.engine.upd``: a submodule, or a signal of the engine itself such as
+    ``pnr.engine.shr``) and counted by kind (``lut``, ``carry``, ``ff``, ``ram``, ``dsp``).
+
+    Returns
+    -------
+    dict
+        The ``top`` largest groups by LUT + carry + FF count, largest first.
+    """
+    groups = {}
+    for module in netlist.get("modules", {}).values():
+        for name, cell in module.get("cells", {}).items():
+            kind = next((k for k, types in _CELL_KINDS.items()
+                         if cell["type"].startswith(types)), None)
+            if kind is None:
+                continue
+            key = _pretty_name(re.split(r"\$", name)[0] or name)
+            key = ".".join(key.split(".")[:depth])
+            counts = groups.setdefault(key, dict.fromkeys(_CELL_KINDS, 0))
+            counts[kind] += 1
+    size = lambda c: c["lut"] + c["carry"] + c["ff"]
+    ranked = sorted(groups.items(), key=lambda kv: -size(kv[1]))[:top]
+    return {k: {kind: n for kind, n in v.items() if n} for k, v in ranked}
+
+
 def fit_frequency(board, fmax_mhz, baud=None):
     """The fastest PLL clock not above ``fmax_mhz`` at which the board UART baud is exact.
 
@@ -245,12 +293,25 @@ def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,
             )
         except Exception as exc:
             log = build_dir / "top.tim"
-            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
-            raise ToolchainError(f"{board} {target} build failed: {type(exc).__name__}: {exc}"
-                                 + ("\n" + "\n".join(tail) if tail else "")) from exc
-    if not report_path.exists():
-        raise ToolchainError(f"nextpnr wrote no report at {report_path}")
-    parsed = parse_report(json.loads(report_path.read_text()))
+            text = log.read_text(errors="replace") if log.exists() else ""
+            placement = re.search(r"^ERROR: (Unable to place cell .*|.*no BELs remaining.*)$",
+                                  text, re.M)
+            if placement is None:
+                tail = text.splitlines()[-15:]
+                raise ToolchainError(
+                    f"{board} {target} build failed: {type(exc).__name__}: {exc}"
+                    + ("\n" + "\n".join(tail) if tail else "")) from exc
+            # The design does not fit the device: still a result (how far over, and where).
+            parsed = {"fmax_mhz": {}, "constraint_mhz": {}, "utilization":
+                      _log_utilization(text), "critical_path": None, "timing_met": False,
+                      "fits": False, "error": placement.group(1)}
+        else:
+            if not report_path.exists():
+                raise ToolchainError(f"nextpnr wrote no report at {report_path}")
+            parsed = {**parse_report(json.loads(report_path.read_text())), "fits": True}
+    netlist = build_dir / "top.json"
+    if netlist.exists():
+        parsed["area_by_name"] = area_by_name(json.loads(netlist.read_text()))
     bitstream = build_dir / ("top" + _BITSTREAM_SUFFIX[spec.family])
     extra = {"baud": top.baud, "store_depth": top.store_depth} if target == "system" else {}
     if engine_cls is not None:
@@ -319,6 +380,9 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
     while True:
         report = _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,
                              engine_cls)
+        if not report["fits"]:
+            attempts.append({"pll_mhz": report["pll_mhz"], "fmax_mhz": None})
+            break
         fmax = min(report["fmax_mhz"].values())
         attempts.append({"pll_mhz": report["pll_mhz"], "fmax_mhz": fmax})
         if report["timing_met"] or not fit or len(attempts) == 3:
@@ -374,6 +438,13 @@ def main(argv=None):
         path = pathlib.Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
+    if not report["fits"]:
+        over = ", ".join(f"{bel} {u['used']}/{u['available']}"
+                         for bel, u in report["utilization"].items() if u["percent"] > 100)
+        print(f"zipml build: error: the design does not fit {report['device']} ({over}); "
+              f"largest parts: {', '.join(list(report.get('area_by_name', {}))[:4])}",
+              file=sys.stderr)
+        return 1
     fmax = ", ".join(f"{c}: {f} MHz" for c, f in report["fmax_mhz"].items())
     print(f"{report['board']} {report['target']}: {fmax} (target {report['target_mhz']} MHz, "
           f"{'met' if report['timing_met'] else 'MISSED'}); bitstream {report['bitstream']}; "

@@ -267,3 +267,36 @@ def test_fit_frequency_is_fastest_exact_uart_clock(board, fmax):
     for g in range(int(f) + 1, int(fmax) + 1):
         if g % 3 == 0:  # every faster multiple of 3 MHz is not exact on this PLL
             assert abs(spec.pll(g * 1e6)["f_out_hz"] - g * 1e6) >= 1
+
+
+def test_area_by_name_groups_cells_by_hierarchy():
+    cell = lambda t: {"type": t}
+    netlist = {"modules": {"top": {"cells": {
+        "pnr.engine.upd.base5_SB_DFFESR_Q_23_D_SB_LUT4_O_LC": cell("SB_LUT4"),
+        "pnr.engine.upd.u_SB_CARRY_CO": cell("SB_CARRY"),
+        "pnr.engine.upd.u_SB_DFFESR_Q": cell("SB_DFFESR"),
+        "pnr.engine.shr_SB_LUT4_O": cell("SB_LUT4"),
+        "pnr.engine.mem.mem.0": cell("SB_RAM40_4K"),
+        "pnr.engine.scalar.p_SB_MAC16": cell("SB_MAC16"),
+        "pnr.level_SB_DFFSR_Q_101": cell("SB_DFFSR"),
+        "$auto$clkbuf": cell("SB_GB"),
+    }}}}
+    area = B.area_by_name(netlist)
+    assert list(area)[0] == "pnr.engine.upd"
+    assert area["pnr.engine.upd"] == {"lut": 1, "carry": 1, "ff": 1}
+    assert area["pnr.engine.shr"] == {"lut": 1}
+    assert area["pnr.engine.mem"] == {"ram": 1}
+    assert area["pnr.engine.scalar"] == {"dsp": 1}
+    assert area["pnr.level"] == {"ff": 1}
+    assert not any("clkbuf" in k for k in area)
+
+
+def test_log_utilization_reads_the_packing_table():
+    log = ("Info: Device utilisation:\n"
+           "Info: \t         ICESTORM_LC:    9712/   5280   183%\n"
+           "Info: \t        ICESTORM_RAM:      17/     30    56%\n"
+           "Info: \t        ICESTORM_DSP:       0/      8     0%\n"
+           "Info: \t         ICESTORM_LC:    9000/   5280   170%\n")
+    assert B._log_utilization(log) == {
+        "ICESTORM_LC": {"used": 9712, "available": 5280, "percent": 183.9},
+        "ICESTORM_RAM": {"used": 17, "available": 30, "percent": 56.7}}
