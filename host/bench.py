@@ -7,11 +7,14 @@ segment per row, streams built exactly as training builds them (`zipml.reference
 quantize, pack), and writes rows::
 
     {"q", "quantizer", "d", "W", "B", "n", "words", "bits_in", "cycles", "stall_cycles",
-     "efficiency", "sim_seconds"}
+     "efficiency", "replay_words", "datapath_efficiency", "sim_seconds"}
 
 with ``bits_in = words * W`` (every stream bit: headers, labels, planes) and
 ``efficiency = bits_in / (W * cycles) = words / cycles`` over the epoch (the engine's own
-``cycles`` counter: from the first word to idle). The source never pauses, so every lost cycle
+``cycles`` counter: from the first word to idle). Single-sample quantizers (mode 1) replay each
+dot group from the code buffer as a grad group, one plane word per cycle, so their bus
+efficiency is bounded by 1/2; ``datapath_efficiency = (words + replay_words) / cycles`` is the
+share of cycles the datapath takes a plane, header or label. The source never pauses, so every lost cycle
 is the engine's. It also writes the simulator's cycles per second, and merges Fmax and
 utilization from the place-and-route reports (``zipml build --json``, results/build_*.json)
 when they exist.
@@ -125,9 +128,14 @@ def engine_rows(config: EngineConfig, *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds
         dt = time.perf_counter() - t
         total_cycles += res.cycles
         total_seconds += dt
+        # mode 1 replays every dot group from the code buffer as the next pass's grad group:
+        # those plane words occupy the datapath like stream words but never cross the bus
+        replay = n * -(-d // config.W) * regs.q if regs.mode == 1 else 0
         rows.append({**base, "words": int(res.words), "bits_in": int(res.words) * config.W,
                      "cycles": int(res.cycles), "stall_cycles": int(res.stall_cycles),
                      "efficiency": round(res.words / res.cycles, 5),
+                     "replay_words": int(replay),
+                     "datapath_efficiency": round((res.words + replay) / res.cycles, 5),
                      "sim_seconds": round(dt, 4)})
         if progress:
             progress(i + 1, len(cases), rows[-1])
@@ -152,15 +160,18 @@ def _pnr_reports(paths):
 
 
 def _summary(rows):
-    """Lowest efficiency per (W, quantizer, q) over d >= 256, for the goal of issue 4
-    (>= 0.97), and the figures at small d."""
-    goal = {}
+    """Lowest efficiency per (W, quantizer, q, B) over d >= 256, for the goal of issue 4
+    (>= 0.97), bus and datapath."""
+    bus, dp = {}, {}
     for r in rows:
-        key = f"W{r['W']} {r['quantizer']} q{r['q']}"
+        key = f"W{r['W']} {r['quantizer']} q{r['q']} B{r['B']}"
         if r["d"] >= 256:
-            goal[key] = min(goal.get(key, 1.0), r["efficiency"])
-    return {"min_efficiency_d_ge_256": goal,
-            "all_d_ge_256_meet_0.97": bool(goal) and min(goal.values()) >= 0.97}
+            bus[key] = min(bus.get(key, 1.0), r["efficiency"])
+            dp[key] = min(dp.get(key, 1.0), r["datapath_efficiency"])
+    return {"min_efficiency_d_ge_256": bus,
+            "min_datapath_efficiency_d_ge_256": dp,
+            "meet_0.97": sorted(k for k, v in bus.items() if v >= 0.97),
+            "miss_0.97": sorted(k for k, v in bus.items() if v < 0.97)}
 
 
 def bench_engine(widths=(32, 8), *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds=DEFAULT_D,
@@ -242,9 +253,9 @@ def _print_engine(rep, out):
     for r in rep["rows"]:
         print(f"{r['W']:>3} {r['quantizer']:>13} {r['q']:>2} {r['d']:>5} {r['B']:>2} "
               f"{r['words']:>8} {r['cycles']:>8} {r['efficiency']:>6.3f}", file=out)
-    print(f"simulator: {rep['simulator']['cycles_per_s']} cycles/s; "
-          f"efficiency >= 0.97 for every d >= 256: "
-          f"{rep['summary']['all_d_ge_256_meet_0.97']}", file=out)
+    miss = rep["summary"]["miss_0.97"]
+    print(f"simulator: {rep['simulator']['cycles_per_s']} cycles/s; efficiency < 0.97 at some "
+          f"d >= 256 for: {', '.join(miss) if miss else 'none'}", file=out)
 
 
 def main(argv=None) -> int:
