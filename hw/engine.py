@@ -44,6 +44,10 @@ class Engine(wiring.Component):
         Largest minibatch, 1..15.
     BUF_DEPTH : int
         Words of the mode-1 code buffer (two halves); 0 builds no buffer (mode 1 unusable).
+    L2 : bool
+        Build the L2 shrink (one 32-bit barrel shifter per lane, ~160 iCE40 LUTs each).
+        ``False`` saves them for small FPGAs; ``l2_shift`` is then ignored (treated as 0), so
+        the host must not ask such a build for L2 regularization.
 
     Ports
     -----
@@ -76,7 +80,7 @@ class Engine(wiring.Component):
 
     MODEL_READ_LATENCY = ModelMemory.HOST_READ_LATENCY
 
-    def __init__(self, W=32, D_MAX=4096, B_MAX=8, BUF_DEPTH=2 * 8 * 128 * 8):
+    def __init__(self, W=32, D_MAX=4096, B_MAX=8, BUF_DEPTH=2 * 8 * 128 * 8, L2=True):
         if W not in (8, 16, 32, 64):
             raise ValueError(f"Engine: W must be 8, 16, 32 or 64, got {W!r}")
         if not (isinstance(D_MAX, int) and D_MAX > 0 and D_MAX % W == 0):
@@ -86,6 +90,7 @@ class Engine(wiring.Component):
         if not (isinstance(BUF_DEPTH, int) and BUF_DEPTH >= 0 and BUF_DEPTH % 2 == 0):
             raise ValueError(f"Engine: BUF_DEPTH must be an even count >= 0, got {BUF_DEPTH!r}")
         self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH = W, D_MAX, B_MAX, BUF_DEPTH
+        self.L2 = bool(L2)
         self.C_MAX = D_MAX // W
         self.LW = -(-32 // W)
         self.dot_latency = PlaneDot.latency(W)
@@ -107,10 +112,10 @@ class Engine(wiring.Component):
     def t_latency(W):
         """Cycles from taking a sample's last dot word to its T in the T registers.
 
-        accept -> stage 4 (4) -> plane sum -> weight and accumulate -> loss -> scalar.
+        accept -> stage 5 (5) -> plane sum -> weight and accumulate -> loss -> scalar.
         A grad group can be taken from the cycle after.
         """
-        return (4 + PlaneDot.latency(W) + DotAccumulate.LATENCY + SquaredLoss.LATENCY
+        return (5 + PlaneDot.latency(W) + DotAccumulate.LATENCY + SquaredLoss.LATENCY
                 + Scalar.LATENCY)
 
     def elaborate(self, platform):
@@ -176,11 +181,11 @@ class Engine(wiring.Component):
             "frombuf": 1,
         })
         slot0 = Signal(slot_layout)
-        slots = [slot0] + [Signal(slot_layout, name=f"slot{i}") for i in range(1, 5)]
+        slots = [slot0] + [Signal(slot_layout, name=f"slot{i}") for i in range(1, 6)]
         for a, b in zip(slots, slots[1:]):
             m.d.sync += b.eq(a)
 
-        # a chunk read must not overtake a write-back of the same chunk still in stages 1..4
+        # a chunk read must not overtake a write-back of the same chunk still in stages 1..5
         hazard = first & Cat(*((sl.valid & sl.wb & (sl.k == k)) for sl in slots[1:])).any()
 
         # label FIFO of B_MAX: the labels of the next pass wait (rarely) for the finals of this one
@@ -270,8 +275,8 @@ class Engine(wiring.Component):
         m.d.sync += t_sel.eq(T[s])
 
         # ------------------------------------------------------------ S1: bits, T term
-        s1, s2, s3, s4 = slots[1:]
-        bits = [Signal(W, name=f"bits{i}") for i in range(1, 5)]
+        s1, s2, s3, s4, s5 = slots[1:]
+        bits = [Signal(W, name=f"bits{i}") for i in range(1, 6)]
         m.d.comb += bits[0].eq(Mux(s1.frombuf, buf_rdata, payload1))
         for a, b in zip(bits, bits[1:]):
             m.d.sync += b.eq(a)
@@ -281,28 +286,33 @@ class Engine(wiring.Component):
         row = data.ArrayLayout(signed(MW), W)
         x_r = Signal(row)
         x_r2 = Signal(row)
+        x_r3 = Signal(row)
         shr = Signal(row)
-        m.d.sync += [x_r.eq(mem.eng_rdata), x_r2.eq(x_r)]
-        for i in range(W):
-            m.d.sync += shr[i].eq(Mux(self.l2_shift == 0, 0, x_r[i] >> self.l2_shift))
+        m.d.sync += [x_r.eq(mem.eng_rdata), x_r2.eq(x_r), x_r3.eq(x_r2)]
+        if self.L2:
+            for i in range(W):
+                m.d.sync += shr[i].eq(Mux(self.l2_shift == 0, 0, x_r[i] >> self.l2_shift))
 
-        # ------------------------------------------------------------ S3: load, accumulate
-        m.d.comb += [upd.load.eq(s3.valid & s3.first), upd.x_load.eq(x_r2), upd.shr.eq(shr),
-                     upd.acc.eq(s3.valid & s3.grad), upd.first.eq(s3.fgrad), upd.bits.eq(bits[2]),
-                     upd.term.eq(gterm.term), upd.nterm.eq(gterm.nterm)]
+        # ------------------------------------------------------------ S3: accumulate
+        m.d.comb += [upd.acc.eq(s3.valid & s3.grad), upd.first.eq(s3.fgrad), upd.bits.eq(bits[2]),
+                     upd.term.eq(gterm.term), upd.nterm.eq(gterm.nterm), upd.shr.eq(shr)]
 
-        # ------------------------------------------------------------ S4: write-back, dot
+        # ------------------------------------------------------------ S4: load, subtract
         mask4 = Signal(W)
-        wb4 = s4.valid & s4.wb
         m.d.comb += [mask4.eq(Mux(s4.lastchunk, last_mask, (1 << W) - 1)),
-                     upd.wb.eq(wb4), upd.mask.eq(mask4),
-                     mem.eng_waddr.eq(s4.k), mem.eng_wen.eq(Mux(wb4, mask4, 0)),
+                     upd.load.eq(s4.valid & s4.first), upd.x_load.eq(x_r3),
+                     upd.wb.eq(s4.valid & s4.wb), upd.wb_first.eq(s4.first), upd.mask.eq(mask4)]
+
+        # ------------------------------------------------------------ S5: write-back, dot
+        mask5 = Signal(W)
+        m.d.comb += [mask5.eq(Mux(s5.lastchunk, last_mask, (1 << W) - 1)),
+                     mem.eng_waddr.eq(s5.k), mem.eng_wen.eq(upd.wen),
                      mem.eng_wdata.eq(upd.x_new),
-                     dot.i_valid.eq(s4.valid & ~s4.grad), dot.bits.eq(bits[3]),
-                     dot.mask.eq(mask4), dot.x.eq(upd.x)]
+                     dot.i_valid.eq(s5.valid & ~s5.grad), dot.bits.eq(bits[4]),
+                     dot.mask.eq(mask5), dot.x.eq(upd.x)]
 
         # tags of the dot word, delayed to meet the plane sum
-        tag = s4
+        tag = s5
         for i in range(self.dot_latency):
             nxt = Signal(slot_layout, name=f"dtag{i}")
             m.d.sync += nxt.eq(tag)

@@ -80,13 +80,15 @@ class GradTerm(wiring.Component):
 
 
 class ChunkUpdate(wiring.Component):
-    """The chunk register, the per-lane U accumulators and the write-back.
+    """The chunk register, the per-lane U accumulators and the two-stage write-back.
 
     The L2 shrink and the write-back's rounding constant are folded into U's start value,
     ``U = (shrink(X) << G) + 2^(G-1)``: both are added before the floor ``>> G`` and the first
     is a multiple of 2^G, so ``X - (U >> G)`` is exactly docs/engine.md's
     ``X - ((U' + 2^(G-1)) >> G) - shrink(X)`` (U' the sum of the grad terms), with one
     subtraction per lane and no second copy of the chunk.
+
+    Three engine stages meet here: A (accumulate), B (subtract) and C (saturate, write).
 
     Parameters
     ----------
@@ -95,64 +97,75 @@ class ChunkUpdate(wiring.Component):
     B_MAX : int
         Largest number of grad groups per chunk (sizes U).
 
-    Ports (all sampled at the clock edge unless marked comb)
+    Ports
     -----
-    load : In(1)
-        ``x_load`` is the next chunk: ``x <= x_load``.
-    x_load : In(ArrayLayout(signed(32), W))
-        The chunk from memory.
-    shr : In(ArrayLayout(signed(32), W))
-        ``shrink(x)`` of the chunk (0 when l2_shift = 0), with the chunk's first grad plane.
     acc : In(1)
-        A grad plane: ``U_i <= (first ? (shr_i << G) + 2^(G-1) : U_i) + (bits_i ? term : nterm)``.
+        Stage A, a grad plane: ``U_i <= (first ? (shr_i << G) + 2^(G-1) : U_i)
+        + (bits_i ? term : nterm)``.
     first : In(1)
-        First grad plane of the chunk.
+        Stage A: first grad plane of the chunk.
     bits : In(W)
     term, nterm : In(signed(TERM_W)), In(signed(TERM_W + 1))
-        From `GradTerm`.
+        Stage A, from `GradTerm`.
+    shr : In(ArrayLayout(signed(32), W))
+        Stage A: ``shrink(X)`` of the chunk (0 when l2_shift = 0), with its first grad plane.
+    load : In(1)
+        Stage B: the word there is the chunk's first: ``x <= x_load`` at the clock edge.
+    x_load : In(ArrayLayout(signed(32), W))
+        Stage B: the chunk as read from memory.
     wb : In(1)
-        Write back this cycle (the cycle after the chunk's last ``acc``): ``x_new`` is the
-        updated chunk (comb) and, unless ``load``, ``x <= x_new`` on the active lanes.
+        Stage B, the cycle after the chunk's last ``acc``: register ``X - (U >> G)`` per lane,
+        with X from ``x_load`` if ``wb_first`` (the chunk has one grad plane) else from ``x``.
+    wb_first : In(1)
     mask : In(W)
-        Active lanes of the chunk in ``wb``'s cycle.
+        Stage B: active lanes of the chunk in ``wb``'s cycle.
     x : Out(ArrayLayout(signed(32), W))
-        The chunk (registered); dot planes of the chunk read it.
+        The chunk register: dot planes of the chunk read it in stage C. It takes ``x_load`` at
+        ``load`` and the written-back words at the end of the write-back's stage C.
     x_new : Out(ArrayLayout(signed(32), W))
-        ``sat32(x - (U >> G))`` (comb).
+        Stage C (comb): the saturated new words.
+    wen : Out(W)
+        Stage C (comb): lanes to write (``mask`` of a write-back).
     ovf : Out(1)
-        An active lane saturated in this cycle's write-back (comb).
+        Stage C (comb): an active lane saturated.
 
-    Latency: ``x_new`` is valid in the cycle after the last ``acc``; ``x`` shows it one cycle
-    later. One plane per cycle.
+    Latency: the write-back is in stage C, two cycles after the last ``acc``; a dot plane one
+    cycle behind it reads the new words from ``x``. One plane per cycle.
     """
 
     def __init__(self, W, B_MAX=15):
         self.W, self.B_MAX = W, B_MAX
         row = data.ArrayLayout(signed(MW), W)
         super().__init__({
-            "load": In(1), "x_load": In(row), "shr": In(row),
             "acc": In(1), "first": In(1), "bits": In(W),
-            "term": In(signed(TERM_W)), "nterm": In(signed(TERM_W + 1)),
-            "wb": In(1), "mask": In(W),
-            "x": Out(row), "x_new": Out(row), "ovf": Out(1),
+            "term": In(signed(TERM_W)), "nterm": In(signed(TERM_W + 1)), "shr": In(row),
+            "load": In(1), "x_load": In(row), "wb": In(1), "wb_first": In(1), "mask": In(W),
+            "x": Out(row), "x_new": Out(row), "wen": Out(W), "ovf": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         W = self.W
-        U = [Signal(signed(u_width(self.B_MAX)), name=f"u{i}") for i in range(W)]
+        uw = u_width(self.B_MAX)
+        U = [Signal(signed(uw), name=f"u{i}") for i in range(W)]
+        diff = [Signal(signed(uw - G + 1), name=f"diff{i}") for i in range(W)]
+        wb_c = Signal()
+        mask_c = Signal(W)
+        m.d.sync += [wb_c.eq(self.wb), mask_c.eq(self.mask)]
         ovfs = []
         for i in range(W):
             start = Cat(Const(1 << (G - 1), G), self.shr[i]).as_signed()
             with m.If(self.acc):
                 m.d.sync += U[i].eq(Mux(self.first, start, U[i])
                                     + Mux(self.bits[i], self.term, self.nterm))
-            new, o = sat(m, self.x[i] - (U[i] >> G), MW, f"xnew{i}")
-            m.d.comb += self.x_new[i].eq(new)
-            ovfs.append(o & self.mask[i])
+            xw = Mux(self.wb_first, self.x_load[i], self.x[i])
+            m.d.sync += diff[i].eq(xw - (U[i] >> G))
+            new, o = sat(m, diff[i], MW, f"xnew{i}")
+            m.d.comb += [self.x_new[i].eq(new), self.wen[i].eq(wb_c & mask_c[i])]
+            ovfs.append(o & mask_c[i])
             with m.If(self.load):
                 m.d.sync += self.x[i].eq(self.x_load[i])
-            with m.Elif(self.wb & self.mask[i]):
+            with m.Elif(wb_c & mask_c[i]):
                 m.d.sync += self.x[i].eq(new)
-        m.d.comb += self.ovf.eq(self.wb & Cat(*ovfs).any())
+        m.d.comb += self.ovf.eq(wb_c & Cat(*ovfs).any())
         return m

@@ -54,7 +54,7 @@ def test_chunk_update_matches_golden(l2_shift):
     dut = ChunkUpdate(W, B_MAX=4)
     chunks = []
     for trial in range(6):
-        n_grad, q = int(rng.integers(1, 5)), int(rng.integers(1, 9))
+        n_grad, q = (1, 1) if trial == 2 else (int(rng.integers(1, 5)), int(rng.integers(1, 9)))
         big = trial % 2 == 1
         X = rng.integers(-(1 << 31), 1 << 31, size=W) if big else \
             rng.integers(-(1 << 24), 1 << 24, size=W)
@@ -78,16 +78,13 @@ def test_chunk_update_matches_golden(l2_shift):
 
     async def bench(ctx):
         for X, T, bits, mask, Xn, ovf in chunks:
-            # load (cycle 0), then one grad plane per cycle, then the write-back cycle
-            ctx.set(dut.load, 1)
-            for i in range(W):
-                ctx.set(dut.x_load[i], int(X[i]))
-            await ctx.tick()
-            ctx.set(dut.load, 0)
-            for i in range(W):
-                # the shrink arrives with the first grad plane (docs/gateware.md)
-                ctx.set(dut.shr[i], int(golden.shrink(X[i], l2_shift)))
             n_grad, q = bits.shape[:2]
+            one_plane = n_grad * q == 1
+            if not one_plane:
+                # stage B: the chunk's first word loads the chunk register
+                ctx.set(dut.load, 1)
+                for i in range(W):
+                    ctx.set(dut.x_load[i], int(X[i]))
             for s in range(n_grad):
                 for p in range(q):
                     term = int(golden.grad_term(T[s], p))
@@ -96,21 +93,38 @@ def test_chunk_update_matches_golden(l2_shift):
                     ctx.set(dut.bits, _word(bits[s, p]))
                     ctx.set(dut.term, term)
                     ctx.set(dut.nterm, -term)
+                    if s == 0 and p == 0:
+                        for i in range(W):  # the shrink arrives with the first grad plane
+                            ctx.set(dut.shr[i], int(golden.shrink(X[i], l2_shift)))
                     await ctx.tick()
+                    ctx.set(dut.load, 0)
                     for i in range(W):
                         ctx.set(dut.shr[i], int(rng.integers(-(1 << 31), 1 << 31)))  # unused now
+                        ctx.set(dut.x_load[i], int(rng.integers(-(1 << 31), 1 << 31)))
             ctx.set(dut.acc, 0)
+            # stage B of the write-back (with the load when the chunk has a single grad plane)
             ctx.set(dut.wb, 1)
+            ctx.set(dut.wb_first, int(one_plane))
+            ctx.set(dut.load, int(one_plane))
+            if one_plane:
+                for i in range(W):
+                    ctx.set(dut.x_load[i], int(X[i]))
             ctx.set(dut.mask, _word(mask))
-            x_new = [ctx.get(dut.x_new[i]) for i in range(W)]
-            o = ctx.get(dut.ovf)
             await ctx.tick()
             ctx.set(dut.wb, 0)
+            ctx.set(dut.load, 0)
+            ctx.set(dut.mask, 0)
+            # stage C: saturated words, lane enables, overflow
+            x_new = [ctx.get(dut.x_new[i]) for i in range(W)]
+            wen = ctx.get(dut.wen)
+            o = ctx.get(dut.ovf)
+            await ctx.tick()
             x_after = [ctx.get(dut.x[i]) for i in range(W)]
-            results.append((x_new, o, x_after))
+            results.append((x_new, o, x_after, wen))
 
     _simulate(dut, bench)
-    for (X, T, bits, mask, Xn, ovf), (x_new, o, x_after) in zip(chunks, results):
+    for (X, T, bits, mask, Xn, ovf), (x_new, o, x_after, wen) in zip(chunks, results):
         np.testing.assert_array_equal(np.array(x_new)[mask], Xn[mask])
         np.testing.assert_array_equal(np.array(x_after), Xn)     # inactive lanes keep X
+        assert wen == _word(mask)
         assert bool(o) == ovf
