@@ -41,12 +41,12 @@ class Scalar(wiring.Component):
     step_work : Out(18)
         The working step (for inspection).
 
-    Latency ``LATENCY`` = 6: step capture and decay, two partial products, their sum, shift by
-    the upper then the lower three bits of the shift amount, rounding and saturation.
+    Latency ``LATENCY`` = 5: two partial products (and the decay), their sum, shift by the
+    upper then the lower three bits of the shift amount, rounding and saturation.
     One sample per cycle. The sample that completes an epoch still uses the old step.
     """
 
-    LATENCY = 6
+    LATENCY = 5
 
     def __init__(self):
         super().__init__({
@@ -60,13 +60,20 @@ class Scalar(wiring.Component):
         m = Module()
         step = self.step_work
         count = Signal(32)
-        # 1: capture E with the step it uses; count the sample and decay the working step
-        e1 = Signal(signed(MW))
-        st1 = Signal(STEP_BITS)
-        v1 = Signal()
-        m.d.sync += [e1.eq(self.e), st1.eq(step), v1.eq(self.i_valid)]
+        # 1: partial products E_lo (unsigned 16) * STEP and E_hi (signed 16) * STEP with the
+        #    working step of this sample; at the same edge count it and decay the working step
+        #    (so the sample that completes an epoch uses the old step)
+        p_lo = Signal(16 + STEP_BITS)
+        p_hi = Signal(signed(16 + STEP_BITS + 1))
+        v2 = Signal()
+        m.d.sync += [p_lo.eq(self.e[:16] * step), p_hi.eq(self.e[16:].as_signed() * step),
+                     v2.eq(self.i_valid)]
+        # n_epoch - 1 and its zero test registered: the counter compare is one equality
+        last_count = Signal(32)
+        decays = Signal()
+        m.d.sync += [last_count.eq(self.n_epoch - 1), decays.eq(self.n_epoch != 0)]
         with m.If(self.i_valid):
-            with m.If((self.n_epoch != 0) & (count + 1 == self.n_epoch)):
+            with m.If(decays & (count == last_count)):
                 m.d.sync += count.eq(0)
                 with m.If(self.decay_shift != 0):
                     m.d.sync += step.eq(step - (step >> self.decay_shift))
@@ -74,11 +81,6 @@ class Scalar(wiring.Component):
                 m.d.sync += count.eq(count + 1)
         with m.If(self.clear):
             m.d.sync += [step.eq(self.step), count.eq(0)]
-        # 2: partial products E_lo (unsigned 16) * STEP and E_hi (signed 16) * STEP
-        p_lo = Signal(16 + STEP_BITS)
-        p_hi = Signal(signed(16 + STEP_BITS + 1))
-        v2 = Signal()
-        m.d.sync += [p_lo.eq(e1[:16] * st1), p_hi.eq(e1[16:].as_signed() * st1), v2.eq(v1)]
         # 3: x = E * STEP (50 bits). Round half up as docs/engine.md, without R:
         #    (x + 2^(s-1)) >> s == ((x >> (s-1)) + 1) >> 1 for s >= 1 (floor of a floor), and
         #    for s - 1 >= 49 both are 0, so the shifter needs 50 bits and amounts 0..49.
