@@ -221,13 +221,18 @@ class Device:
         self._send_words(C.STORE, words, progress)
         self.write_reg("store_len", n)
 
-    def replay(self, epochs, poll=0.01, on_epoch=None):
+    def replay(self, epochs, poll=None, on_epoch=None):
         """Replay the store ``epochs`` times and wait until the engine is idle.
 
-        ``on_epoch(done)`` is called as the epoch count the board reports grows.
+        ``on_epoch(done)`` is called as the epoch count the board reports grows. ``poll``
+        (seconds between status reads) defaults to an eighth of the time one epoch of
+        ``store_len`` words takes at one word per clock. Returns the board's own clock count
+        for the replay (register ``replay_cycles``).
         """
         if not 0 <= epochs < 1 << 16:
             raise ValueError(f"epochs must be 0..65535 per replay, got {epochs}")
+        if poll is None:
+            poll = max(1e-4, self.read_reg("store_len") / self.params["clk_hz"] / 8)
         self.transact(C.REPLAY, int(epochs).to_bytes(2, "little"))
         seen = 0
         while True:
@@ -237,7 +242,7 @@ class Device:
                 on_epoch(done)
             seen = done
             if not st["replay"] and st["idle"]:
-                return
+                return self.read_reg("replay_cycles")
             self._wait(poll)
 
     def _wait(self, seconds):
@@ -338,15 +343,18 @@ class DeviceRunner:
                 self._stored = words.copy()
                 self.uploads += 1
             dev.set_ctrl(enable=True, clear=True)
-            dev.replay(1)
+            replay_cycles = dev.replay(1)
         else:
             dev.set_ctrl(enable=True, clear=True)
             dev.stream(words, progress=self.progress)
             dev.wait_idle()
         c = dev.counters()
         self._model = dev.read_model(regs.d)
+        # Streaming: the engine's enabled cycles (link bound). Replay: the board's clocks from
+        # REPLAY to idle (memory speed), not the host's polling latency after it.
+        cycles = replay_cycles if self.replay else c["cycles"]
         return EngineResult(model_words=self._model.copy(), samples=c["samples"],
-                            words=c["words"], overflow=c["overflow"], cycles=c["cycles"],
+                            words=c["words"], overflow=c["overflow"], cycles=cycles,
                             stall_cycles=c["stall_cycles"])
 
 

@@ -175,6 +175,8 @@ REGISTERS = (
     Register("store_wptr", 0x30, 32, _RW, "next STORE word address"),
     Register("store_len", 0x31, 32, _RW, "words replayed per epoch, from address 0"),
     Register("replay_done", 0x32, 32, _RO, "epochs fed to the engine by the current replay"),
+    Register("replay_cycles", 0x33, 32, _RO,
+             "clocks from the REPLAY command until the store is fed and the engine idle"),
     # Link health.
     Register("rx_ok", 0x38, 32, _RO, "good frames received"),
     Register("rx_bad", 0x39, 32, _RO, "frames dropped for CRC, length or overrun"),

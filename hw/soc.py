@@ -170,6 +170,8 @@ class System(wiring.Component):
         # ---------------------------------------------------------------- replay
         replay_left = Signal(16)
         replay_done = Signal(32)
+        replay_cycles = Signal(32)
+        replay_timing = Signal()    # REPLAY started, store or engine not yet done
         rptr = Signal(range(self.STORE_DEPTH))
         out_valid = Signal()        # store.rdata holds a word for the engine
         replay_busy = Signal()
@@ -208,6 +210,8 @@ class System(wiring.Component):
                             m.d.comb += value.eq(status)
                         elif r.name == "replay_done":
                             m.d.comb += value.eq(replay_done)
+                        elif r.name == "replay_cycles":
+                            m.d.comb += value.eq(replay_cycles)
                         elif r.name in link_counters:
                             m.d.comb += value.eq(link_counters[r.name])
                         elif r.engine is not None and r.access is P.Access.RO:
@@ -265,6 +269,14 @@ class System(wiring.Component):
             m.d.comb += [store.addr.eq(store_wptr), store.wdata.eq(acc[:W]), store.we.eq(1)]
         with m.Else():
             m.d.comb += [store.addr.eq(rptr), store.re.eq(replay_adv & (replay_left != 0))]
+
+        # The board's own time for a replay, free of the host's polling latency.
+        with m.If(replay_start):
+            m.d.sync += [replay_timing.eq(1), replay_cycles.eq(0)]
+        with m.Elif(replay_timing):
+            m.d.sync += replay_cycles.eq(replay_cycles + 1)
+            with m.If(~replay_busy & eng.idle):
+                m.d.sync += replay_timing.eq(0)
 
         with m.If(replay_start):
             m.d.sync += [replay_left.eq(replay_epochs), replay_done.eq(0), rptr.eq(0)]

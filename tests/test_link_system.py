@@ -202,8 +202,10 @@ def test_replay_equals_streaming_the_segment_repeatedly(dev):
     dev.store(words)
     dev.set_ctrl(enable=True, clear=True)
     seen = []
-    dev.replay(3, on_epoch=seen.append)
+    cycles = dev.replay(3, on_epoch=seen.append)
     assert dev.read_reg("replay_done") == 3 and seen[-1] == 3
+    # The store feeds at most one word per clock; the board's count says it took at least that.
+    assert cycles >= 3 * words.size
     golden = run(EngineConfig(W=8, D_MAX=64, B_MAX=8, BUF_DEPTH=1024), EngineRegs(**regs),
                  np.concatenate([words] * 3))
     assert np.array_equal(dev.read_model(regs["d"]), golden.model_words)
