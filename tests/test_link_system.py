@@ -235,3 +235,19 @@ def test_timeout_is_clear(sim):
 
     with pytest.raises(DeviceTimeout, match="PING: no valid answer after 3 tries"):
         Device(Deaf(), timeout=0.001, retries=2)
+
+
+def test_frame_sent_while_board_busy_is_dropped_not_acted_on(dev):
+    """A second frame sent without waiting for the first's answer hits the busy frame buffer:
+    its bytes are lost (overrun), the rest arrives as a bad frame, NAKed, never executed."""
+    step = P.REGISTER_BY_NAME["step"].addr
+    dev.write_reg("step", 1)
+    over0, bad0 = dev.read_reg("rx_overrun"), dev.read_reg("rx_bad")
+    a = P.encode_frame(0xA0, P.Command.WRITE_REG, bytes([step]) + (7).to_bytes(4, "little"))
+    b = P.encode_frame(0xA1, P.Command.WRITE_REG, bytes([step]) + (9).to_bytes(4, "little"))
+    dev.transport.write(a + b)
+    answers = P.FrameParser().feed(dev.transport.read(0.001))
+    assert [f.cmd for f in answers] == [P.Command.NAK | P.ACK]
+    assert answers[0].payload == bytes([P.Status.BAD_FRAME])
+    assert dev.read_reg("step") == 7
+    assert dev.read_reg("rx_overrun") > over0 and dev.read_reg("rx_bad") == bad0 + 1
