@@ -12,7 +12,14 @@ digits         classification  1797 x 64  +1 digits 5-9, -1 digits 0-4
 wine           classification  178 x 13   +1 cultivar 0, -1 the others
 iris           classification  100 x 4    +1 virginica, -1 versicolor (not separable)
 linnerud       regression      20 x 3     weight from exercise counts
+fair           regression      6366 x 8   time in affairs (statsmodels, optional)
+fair_any       classification  6366 x 8   +1 any affair, -1 none (statsmodels, optional)
+randhie        regression      20190 x 9  outpatient visits, RAND health insurance
+                                          experiment (statsmodels, optional)
 =============  ==============  =========  =============================================
+
+The larger sets ship inside statsmodels' wheel (``pip install statsmodels``); without it they
+give one clear error.
 """
 
 from __future__ import annotations
@@ -63,6 +70,31 @@ def _linnerud():
     return d.data, d.target[:, 0], "regression"
 
 
+def _statsmodels(name):
+    try:
+        from statsmodels import datasets as smd
+    except ImportError:
+        raise ValueError(f"dataset {name!r} ships with statsmodels, which is not installed "
+                         f"(pip install statsmodels)") from None
+    d = getattr(smd, name).load_pandas()
+    return np.asarray(d.exog, dtype=np.float64), np.asarray(d.endog, dtype=np.float64)
+
+
+def _fair():
+    X, y = _statsmodels("fair")
+    return X, y, "regression"
+
+
+def _fair_any():
+    X, y = _statsmodels("fair")
+    return X, np.where(y > 0, 1.0, -1.0), "classification"
+
+
+def _randhie():
+    X, y = _statsmodels("randhie")
+    return X, y, "regression"
+
+
 BUNDLED = {
     "diabetes": _diabetes,
     "breast_cancer": _breast_cancer,
@@ -70,6 +102,9 @@ BUNDLED = {
     "wine": _wine,
     "iris": _iris,
     "linnerud": _linnerud,
+    "fair": _fair,
+    "fair_any": _fair_any,
+    "randhie": _randhie,
 }
 
 

@@ -24,6 +24,8 @@ def plot_losses(path: str, curves: dict, optimum: float | None = None,
         ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=label)
     if optimum is not None:
         ax.axhline(optimum, ls="--", color="k", lw=1, label="least-squares optimum")
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     vals = [v for ys in curves.values() for v in ys if v > 0]

@@ -46,6 +46,9 @@ LOSSES = ("squared", "hinge", "logistic")
 #: model name -> loss
 MODEL_LOSS = {"linreg": "squared", "lssvm": "squared", "svm": "hinge", "logistic": "logistic"}
 
+#: batches between re-measurements of the Chebyshev interval
+POLY_REFRESH = 16
+
 #: refetch for logistic when f may vary by more than this over the dot's error interval
 REFETCH_TOL = 0.02
 
@@ -203,17 +206,23 @@ def sgd(A, b, cfg: SGDConfig, order=None, callback=None, x0=None) -> SGDResult:
         if use_poly:
             Q = quantized_copies(a, cfg, rng, 1 + K)
             Qg, Qd = Q[0], Q[1:]
-            # the interval the polynomial must cover: |a^T x| over this epoch, with headroom
-            # for the updates during the epoch
-            r = max(1.0, 1.5 * float(np.max(np.abs(a @ x))) + 1.0)
-            coef = chebyshev_power_coeffs(cfg.loss, K, r)
+            r = 0.0
         else:
             Q = quantized_copies(a, cfg, rng, 2 if cfg.quantizer == "double" else 1)
             Qg, Qd = Q[0], Q[-1:]
         mrng = np.random.default_rng([cfg.seed, e, 0xE2E])   # end-to-end rounding draws
         res.bits_moved += n * d * bits_per_value * copies_moved
-        for s in range(0, n, B):
+        for k, s in enumerate(range(0, n, B)):
             sl = slice(s, s + B)
+            if use_poly and k % POLY_REFRESH == 0:
+                # the interval the polynomial must cover: |a^T x| over the data with headroom;
+                # re-measured every POLY_REFRESH batches because outside [-r, r] the polynomial
+                # grows like z^K and SGD would blow up.  A float pass over A: the reference
+                # knows the data; it is the "known bound on the dot" the paper assumes.
+                need = max(1.0, 1.5 * float(np.max(np.abs(A @ x))) + 1.0)
+                if need > r or need < 0.5 * r:
+                    r = need
+                    coef = chebyshev_power_coeffs(cfg.loss, K, r)
             xm = x if cfg.q_model is None else _round_vector(x, cfg.q_model, mrng)
             bs = bb[sl]
             if use_poly:
