@@ -28,7 +28,8 @@ Command lines::
 
     zipml bench engine [--json PATH] [--W 32 8] [--q 1 2 ...] [--d 8 90 784 4096] [--B 1 8]
                        [--n 64] [--quantizer double naive deterministic full] [--pnr PATH ...]
-                       [--d-max N] [--b-max N] [--buf-depth N]
+                       [--d-max N] [--b-max N] [--buf-depth N] [--md PATH]
+    zipml bench pnr --json results/bench_engine.json [REPORT ...]   # merge P&R reports later
     zipml bench host [--json PATH] [--n 2000] [--d 784]
 """
 
@@ -247,6 +248,42 @@ def bench_host(*, n: int = 2000, d: int = 784, qs=DEFAULT_Q, quantizers=QUANTIZE
             "host": {"python": sys.version.split()[0], "machine": platform.machine()}}
 
 
+def engine_markdown(rep) -> str:
+    """Markdown tables of an engine bench report: bus efficiency per (W, quantizer, q) against
+    d, one column group per B (docs/bench.md is made of these)."""
+    rows = rep["rows"]
+    out = []
+    for W in sorted({r["W"] for r in rows}, reverse=True):
+        Bs = sorted({r["B"] for r in rows if r["W"] == W})
+        ds = sorted({r["d"] for r in rows if r["W"] == W})
+        head = " | ".join(f"B={B} d={d}" for B in Bs for d in ds)
+        out.append(f"W = {W} (bus efficiency = words / cycles over one epoch of "
+                   f"n = {rows[0]['n']})\n")
+        out.append(f"| quantizer | q | {head} |")
+        out.append("|---|---|" + "---|" * (len(Bs) * len(ds)))
+        keys = []
+        for r in rows:
+            k = (r["quantizer"], r["q"])
+            if r["W"] == W and k not in keys:
+                keys.append(k)
+        idx = {(r["quantizer"], r["q"], r["B"], r["d"]): r for r in rows if r["W"] == W}
+        for quant, q in keys:
+            cells = []
+            for B in Bs:
+                for d in ds:
+                    r = idx.get((quant, q, B, d))
+                    cells.append(f"{r['efficiency']:.3f}" if r else "-")
+            out.append(f"| {quant} | {q} | " + " | ".join(cells) + " |")
+        out.append("")
+    sims = rep["simulator"]["per_build"]
+    out.append("| build | simulated cycles | seconds | cycles/s | build s |")
+    out.append("|---|---|---|---|---|")
+    for top, s in sims.items():
+        out.append(f"| {top} | {s['cycles']} | {s['seconds']} | {s['cycles_per_s']} | "
+                   f"{s['build_seconds']} |")
+    return "\n".join(out) + "\n"
+
+
 def _print_engine(rep, out):
     print(f"{'W':>3} {'quantizer':>13} {'q':>2} {'d':>5} {'B':>2} {'words':>8} {'cycles':>8} "
           f"{'eff':>6}", file=out)
@@ -276,6 +313,11 @@ def main(argv=None) -> int:
     for name, what in (("d-max", "D_MAX"), ("b-max", "B_MAX"), ("buf-depth", "BUF_DEPTH")):
         e.add_argument(f"--{name}", type=int, metavar="N", dest=what,
                        help=f"engine {what} instead of the board build's")
+    e.add_argument("--md", metavar="PATH", help="also write the tables as Markdown")
+    p = sub.add_parser("pnr", help="merge place-and-route reports into an engine bench JSON")
+    p.add_argument("--json", metavar="PATH", required=True, help="the engine bench JSON")
+    p.add_argument("reports", nargs="*", metavar="REPORT",
+                   help="zipml build --json reports (default results/build_*.json)")
     h = sub.add_parser("host", help="quantize+pack rate and link payload share")
     h.add_argument("--json", metavar="PATH")
     h.add_argument("--n", type=int, default=2000)
@@ -302,6 +344,17 @@ def main(argv=None) -> int:
                                seed=args.seed, pnr=args.pnr, progress=progress)
             print(file=sys.stderr)
             _print_engine(rep, sys.stderr)
+            if args.md:
+                pathlib.Path(args.md).write_text(engine_markdown(rep))
+        elif args.what == "pnr":
+            path = pathlib.Path(args.json)
+            rep = json.loads(path.read_text())
+            rep["pnr"] = _pnr_reports(args.reports or sorted(glob.glob("results/build_*.json")))
+            path.write_text(json.dumps(rep, indent=1) + "\n")
+            for r in rep["pnr"]:
+                print(f"{r.get('board')} {r.get('target')}: Fmax {r.get('fmax_mhz')}",
+                      file=sys.stderr)
+            return 0
         else:
             rep = bench_host(n=args.n, d=args.d, W=args.W)
             for r in rep["rows"]:
