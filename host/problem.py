@@ -192,6 +192,10 @@ def _as_float_2d(X, what="X") -> np.ndarray:
     return X
 
 
+#: above this many features whitening (a d x d eigendecomposition) falls back to centring
+WHITEN_MAX_FEATURES = 2048
+
+
 def prepare(X, y, task: str, intercept: bool = True, name: str = "",
             precondition: str = "whiten") -> Prepared:
     """Scale user data into the problem of DESIGN.md §2.
@@ -237,7 +241,7 @@ def prepare(X, y, task: str, intercept: bool = True, name: str = "",
     col_scale[col_scale == 0] = 1.0            # a constant column stays zero
     A = Xc / col_scale
     transform = None
-    if precondition == "whiten":
+    if precondition == "whiten" and d <= WHITEN_MAX_FEATURES:
         A, transform = _whiten(A)
     if task == "classification":
         bad = ~np.isin(y, (-1.0, 1.0))
