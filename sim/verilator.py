@@ -414,9 +414,10 @@ class Model:
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
         """Free the model (flushes the VCD)."""
-        if getattr(self, "_h", None):
-            self._lib.zm_free(self._h)
+        h = getattr(self, "_h", None)
+        if h:
             self._h = None
+            self._lib.zm_free(h)
 
     def __enter__(self):
         return self
@@ -425,7 +426,10 @@ class Model:
         self.close()
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: ctypes may already be gone
+            pass
 
     # -- ports ---------------------------------------------------------------------------
     def port(self, name: str) -> Port:

@@ -5,9 +5,10 @@ build/cocotb/<top>; every case of that variant runs in the same simulation throu
 ``cocotb.parametrize`` (sim/cocotb_engine.py), because a build costs far more than a case.
 ``ZIPML_WAVES=1`` builds with tracing and writes waves into the build folder.
 
-The default run checks a representative subset on two variants; the full matrix (every q in
-1..8 and 32, both modes, d in {1, W-1, W, W+1, a few hundred}, B = 1 and B > 1, decay,
-L2) is marked slow.
+The default run checks a representative subset on the W = 8 variant (tests/test_sim_engine_rtl.py
+covers W = 32 through the ctypes backend by default); the full matrix (every q in 1..8 and 32,
+both modes, d in {1, W-1, W, W+1, 300}, B = 1 and B = 3, decay, L2, random gaps) on W = 8 and
+W = 32 is marked slow.
 """
 
 import dataclasses
