@@ -95,8 +95,8 @@ def _add_train_options(p, defaults=True):
                    help="end-to-end: round the model to this many bits (reference)")
     p.add_argument("--q-grad", type=_int(1, 32), default=None,
                    help="end-to-end: round the gradient to this many bits (reference)")
-    p.add_argument("--degree", type=_int(1, 15), default=5,
-                   help="Chebyshev degree for svm/logistic with double (5)")
+    p.add_argument("--degree", type=_int(1, 15), default=7,
+                   help="Chebyshev degree for svm/logistic with double (7)")
     p.add_argument("--refetch", action="store_true",
                    help="svm/logistic: refetch full precision near the decision boundary")
     p.add_argument("--replay", action="store_true",

@@ -308,7 +308,7 @@ class TrainOptions:
     port: str | None = None
     q_model: int | None = None
     q_grad: int | None = None
-    degree: int = 5
+    degree: int = 7
     refetch: bool = False
     replay: bool = False
     precondition: str = "whiten"

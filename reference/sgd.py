@@ -69,7 +69,7 @@ class SGDConfig:
     decay: float = 1.0
     q_model: int | None = None
     q_grad: int | None = None
-    degree: int = 5
+    degree: int = 7
     refetch: bool = False
 
 
