@@ -2,7 +2,7 @@
 
 Bad input (missing or malformed file, NaN/inf, labels that are not +-1 for a classifier, an
 option out of range, an unavailable backend) prints one line ``zipml: error: ...`` on stderr
-and exits with code 2, without a traceback and without writing anything: the JSON and the plot
+and exits with code 2 (a failing device, link or toolchain: one line, exit code 1), without a traceback and without writing anything: the JSON and the plot
 are written only after training succeeded, each atomically (temporary file + rename).
 """
 
@@ -19,6 +19,7 @@ import time
 __all__ = ["main", "build_parser", "run_train", "result_json"]
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
 
 
 class UsageError(ValueError):
@@ -388,6 +389,11 @@ def main(argv=None) -> int:
         msg = str(exc) or type(exc).__name__
         sys.stderr.write(f"zipml: error: {msg}\n")
         return EXIT_BAD_INPUT
+    except RuntimeError as exc:
+        # the device, the link or the toolchain failed (timeouts, Verilator, nextpnr): not the
+        # user's input, so exit 1, but still one line instead of a traceback
+        sys.stderr.write(f"zipml: error: {type(exc).__name__}: {exc}\n")
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         sys.stderr.write("zipml: interrupted\n")
         return 130

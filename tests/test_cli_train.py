@@ -155,3 +155,16 @@ def test_dispatch_to_missing_subcommand_module_is_a_clear_error(capsys, monkeypa
     monkeypatch.setitem(cli.DISPATCH, "bench", ("zipml.host.no_such_module", "main"))
     rc, _, err = run(["bench", "host"], capsys)
     assert rc == 2 and "not available" in err
+
+
+def test_runtime_failure_of_a_backend_is_one_line_exit_1(capsys, monkeypatch):
+    import zipml.host.backends as b
+
+    def broken(prepared, options, progress):
+        raise RuntimeError("device did not answer")
+
+    monkeypatch.setitem(b.BACKENDS, "reference", "zipml.host.cli:_broken_for_test")
+    import zipml.host.cli as cli
+    monkeypatch.setattr(cli, "_broken_for_test", broken, raising=False)
+    rc, _, err = run(["train", "diabetes", "--quiet"], capsys)
+    assert rc == 1 and err.strip() == "zipml: error: RuntimeError: device did not answer"
