@@ -106,6 +106,8 @@ def quantize(a, q: int, rng=None, method: str = "stochastic", levels=None) -> np
     dtype = code_dtype(q)
     if levels is None:
         a = _check_values(a, -1.0, 1.0, "[-1, 1]")
+        if q > 16 and a.dtype != np.float64:
+            a = a.astype(np.float64)       # float32 has 24 bits: not enough for p at q > 16
         m = float((1 << q) - 1)
         # p in [0, m]: the position of a on the grid in code units
         p = (a + 1.0) * (0.5 * m)

@@ -104,3 +104,9 @@ def test_bad_levels():
 def test_dequantize_rejects_out_of_range_codes():
     with pytest.raises(ValueError, match="out of range"):
         dequantize(np.array([4]), 2)
+
+
+def test_float32_input_at_32_bits_is_still_unbiased():
+    a = np.full(200000, 0.3, dtype=np.float32)
+    v = dequantize(quantize(a, 32, np.random.default_rng(2)), 32)
+    assert abs(v.mean() - float(a[0])) < 1e-9
