@@ -1,4 +1,4 @@
-"""The ``zipml`` command: train, demo, bench, build, flash (docs/cli.md).
+"""The ``zipml`` command: train, predict, demo, bench, build, flash (docs/cli.md).
 
 Bad input (missing or malformed file, NaN/inf, labels that are not +-1 for a classifier, an
 option out of range, an unavailable backend) prints one line ``zipml: error: ...`` on stderr
@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(t)
     t.add_argument("--json", metavar="PATH", default=None, help="write the result as JSON")
     t.add_argument("--plot", metavar="PATH", default=None, help="write the loss curve as PNG")
+
+    pr = sub.add_parser("predict", help="predict with a model saved by `zipml train --json`")
+    pr.add_argument("data", metavar="DATA", help="a bundled dataset name or an svmlight file")
+    pr.add_argument("--from", dest="model_json", metavar="JSON", required=True,
+                    help="the --json file of a training run")
+    pr.add_argument("--out", metavar="PATH", default=None,
+                    help="write one prediction per line (regression: value; classifiers: -1/+1)")
 
     d = sub.add_parser("demo", help="train a bundled real dataset, write plot and JSON")
     d.add_argument("--dataset", default="diabetes", help="bundled dataset (diabetes)")
@@ -320,6 +327,50 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    import numpy as np
+    from . import datasets
+    from .problem import task_of
+    _check_output_path(args.out, "out")
+    try:
+        with open(args.model_json) as f:
+            doc = json.load(f)
+        w = np.asarray(doc["model"], dtype=np.float64)
+        model, intercept = doc["model_type"], bool(doc["intercept"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{args.model_json} is not a zipml train --json file: {exc}") from None
+    task = task_of(model)
+    ds = datasets.load(args.data, None)
+    d = w.size - int(intercept)
+    if ds.X.shape[1] > d and np.any(ds.X[:, d:]):
+        raise UsageError(f"{args.data} has {ds.X.shape[1]} features, the model {d}")
+    X = np.zeros((ds.X.shape[0], d))
+    k = min(d, ds.X.shape[1])                 # svmlight files may omit trailing zero columns
+    X[:, :k] = ds.X[:, :k]
+    if not np.isfinite(X).all():
+        raise UsageError(f"{args.data}: features contain NaN or inf")
+    z = X @ w[:d] + (w[d] if intercept else 0.0)
+    pred = np.where(z >= 0, 1.0, -1.0) if task == "classification" else z
+    print(f"{ds.name}: {X.shape[0]} samples, {model} from {args.model_json}")
+    if task == "classification":
+        if np.isin(ds.y, (-1.0, 1.0)).all():
+            print(f"  accuracy {100 * np.mean(pred == ds.y):.2f}%")
+    else:
+        print(f"  MSE {np.mean((z - ds.y) ** 2):.6g}")
+    if args.out:
+        folder = os.path.dirname(os.path.abspath(args.out))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder)
+        try:
+            with os.fdopen(fd, "w") as f:
+                np.savetxt(f, pred, fmt="%.10g")
+            os.replace(tmp, args.out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from . import datasets
     from .problem import QUANTIZERS, TrainOptions
@@ -385,6 +436,8 @@ def main(argv=None) -> int:
             return cmd_train(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "predict":
+            return cmd_predict(args)
     except (ValueError, BackendUnavailable, OSError, FloatingPointError) as exc:
         msg = str(exc) or type(exc).__name__
         sys.stderr.write(f"zipml: error: {msg}\n")

@@ -168,3 +168,17 @@ def test_runtime_failure_of_a_backend_is_one_line_exit_1(capsys, monkeypatch):
     monkeypatch.setattr(cli, "_broken_for_test", broken, raising=False)
     rc, _, err = run(["train", "diabetes", "--quiet"], capsys)
     assert rc == 1 and err.strip() == "zipml: error: RuntimeError: device did not answer"
+
+
+def test_predict_reproduces_the_training_mse(tmp_path, capsys):
+    doc, _ = train_json(capsys, tmp_path, "diabetes", "--bits", "4", "--epochs", "3")
+    pred_file = tmp_path / "p" / "pred.txt"
+    rc, out, err = run(["predict", "diabetes", "--from", str(tmp_path / "out.json"),
+                        "--out", str(pred_file)], capsys)
+    assert rc == 0, err
+    from sklearn.datasets import load_diabetes
+    X, y = load_diabetes(return_X_y=True)
+    pred = np.loadtxt(pred_file)
+    assert np.mean((pred - y) ** 2) == pytest.approx(doc["mse"][-1], rel=1e-6)
+    rc, _, err = run(["predict", "diabetes", "--from", str(tmp_path / "nope.json")], capsys)
+    assert rc == 2 and "not a zipml train --json file" in err
