@@ -124,11 +124,14 @@ def build_root() -> pathlib.Path:
 # Verilog
 # ------------------------------------------------------------------------------------------
 
-def to_verilog(component, name: str) -> str:
+def to_verilog(component, name: str, *, emit_src: bool = False) -> str:
     """Amaranth component -> Verilog text with top module ``name`` (ports named after the
-    signature members joined with ``__``, plus ``clk`` and ``rst``)."""
+    signature members joined with ``__``, plus ``clk`` and ``rst``).
+
+    ``emit_src=False`` (default) leaves out the ``(* src = "file:line" *)`` attributes, so the
+    build cache survives edits that only move lines and is shared between checkouts."""
     from amaranth.back import verilog
-    return verilog.convert(component, name=name)
+    return verilog.convert(component, name=name, emit_src=emit_src)
 
 
 _MODULE_RE = r"\bmodule\s+{name}\s*(?:#\s*\(.*?\)\s*)?\((?P<header>.*?)\)\s*;(?P<body>.*?)\bendmodule"
