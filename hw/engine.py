@@ -146,13 +146,17 @@ class Engine(wiring.Component):
         m.d.sync += q_last.eq(self.q - 1)
 
         # ------------------------------------------------------------ pass parser (stage 0)
+        # Two cursors walk the chunks of a pass: G over the grad groups, D over the dot groups.
+        # Mode 0 takes both from the stream in stream order (G's groups of chunk k, then D's).
+        # Mode 1 takes G's words from the code buffer while D takes the stream: both may issue
+        # in the same cycle, G working one chunk ahead of D (docs/gateware.md).
         state = Signal(_State)
         n_dot = Signal(4)
         n_grad = Signal(4)
-        k = Signal(range(C_MAX))
-        s = Signal(4)
-        p = Signal(6)
-        grad = Signal()                                 # phase of the chunk: grad groups
+        kg, sg, pg = Signal(range(C_MAX)), Signal(4), Signal(6)
+        kd, sd, pd = Signal(range(C_MAX)), Signal(4), Signal(6)
+        g_done, d_done = Signal(), Signal()
+        d_started = Signal()                            # D has issued a word of chunk kd
         lab_w = Signal(range(LW))
         lab_n = Signal(4)
         lab_acc = Signal(MW)
@@ -168,91 +172,132 @@ class Engine(wiring.Component):
 
         payload = self.i_stream.payload
         in_chunk = state == _State.CHUNK
-        from_buf = in_chunk & grad & self.mode
-        last_p = p == q_last
-        last_s = s == Mux(grad, n_grad, n_dot) - 1
-        first = in_chunk & (s == 0) & (p == 0) & (grad | (n_grad == 0))
-        t_ok = ~(in_chunk & grad) | (s < n_t)
+        mode1 = self.mode
+
+        g_last_p = pg == q_last
+        g_last_s = sg == n_grad - 1
+        g_first = (sg == 0) & (pg == 0)
+        d_last_p = pd == q_last
+        d_last_s = sd == n_dot - 1
+        d_first = (sd == 0) & (pd == 0)
+        g_end = g_last_p & g_last_s & (kg == c_last)    # G's last word of the pass
+        d_end = d_last_p & d_last_s & (kd == c_last)
 
         # ------------------------------------------------------------ word pipeline tags
-        slot_layout = data.StructLayout({
-            "valid": 1, "grad": 1, "first": 1, "fgrad": 1, "wb": 1, "k": range(C_MAX),
-            "p": 6, "lastp": 1, "chunk0": 1, "lastchunk": 1, "ins": range(max(B_MAX, 2)),
+        g_layout = data.StructLayout({
+            "valid": 1, "first": 1, "wb": 1, "k": range(C_MAX), "p": 6, "lastchunk": 1,
             "frombuf": 1,
         })
-        slot0 = Signal(slot_layout)
-        slots = [slot0] + [Signal(slot_layout, name=f"slot{i}") for i in range(1, 6)]
-        for a, b in zip(slots, slots[1:]):
-            m.d.sync += b.eq(a)
+        d_layout = data.StructLayout({
+            "valid": 1, "first": 1, "ram": 1, "k": range(C_MAX), "p": 6, "lastp": 1,
+            "chunk0": 1, "lastchunk": 1, "ins": range(max(B_MAX, 2)),
+        })
+        gs = [Signal(g_layout, name=f"g{i}") for i in range(6)]
+        ds = [Signal(d_layout, name=f"d{i}") for i in range(6)]
+        for chain in (gs, ds):
+            for a, b in zip(chain, chain[1:]):
+                m.d.sync += b.eq(a)
 
-        # a chunk read must not overtake a write-back of the same chunk still in stages 1..5
-        hazard = first & Cat(*((sl.valid & sl.wb & (sl.k == k)) for sl in slots[1:])).any()
+        # A chunk read must not overtake a write-back of the same chunk in stages 1..5.
+        def pending_wb(k):
+            return Cat(*((g.valid & g.wb & (g.k == k)) for g in gs[1:])).any()
+
+        take = Signal()         # a stream word is taken
+        g_go = Signal()
+        d_go = Signal()
+        ready = Signal()
+        # G may issue: T ready, its chunk read safe, and (mode 1) at most one chunk ahead of D
+        # so that x_next is taken by D before G writes the next one.
+        g_ok = ((sg < n_t) & ~(g_first & pending_wb(kg))
+                & ((kg == kd) | d_done | (mode1 & (kg == kd + 1) & (d_started | d_go))))
+        # D may issue: the first word of its chunk only once G has finished that chunk (in an
+        # earlier cycle, so the write-back is at most one stage ahead) or when the pass has no
+        # grads (then it reads the chunk from memory, like G).
+        d_ok = (~d_first | Mux(n_grad == 0, ~pending_wb(kd), (kg > kd) | g_done))
 
         # label FIFO of B_MAX: the labels of the next pass wait (rarely) for the finals of this one
         lab_ok = (state != _State.LABEL) | labels.w_rdy
-        can = self.enable & t_ok & ~hazard & lab_ok
-        ready = Signal()
-        go = Signal()
-        m.d.comb += [ready.eq(can & ~from_buf),
-                     go.eq(can & Mux(from_buf, 1, self.i_stream.valid)),
-                     self.i_stream.ready.eq(ready)]
+        # mode 0: the stream word belongs to G while G is on D's chunk
+        g_turn = ~g_done & ((kg == kd) | d_done)
+        with m.If(state == _State.HEADER):
+            m.d.comb += ready.eq(self.enable)
+        with m.Elif(state == _State.LABEL):
+            # mode 1: G starts chunk 0 from the buffer while the labels stream in
+            m.d.comb += [ready.eq(self.enable & lab_ok),
+                         g_go.eq(mode1 & self.enable & ~g_done & g_ok)]
+        with m.Elif(mode1):
+            m.d.comb += [ready.eq(self.enable & ~d_done & d_ok),
+                         g_go.eq(self.enable & ~g_done & g_ok),
+                         d_go.eq(take)]
+        with m.Elif(g_turn):
+            m.d.comb += [ready.eq(self.enable & g_ok), g_go.eq(take)]
+        with m.Else():
+            m.d.comb += [ready.eq(self.enable & ~d_done & d_ok), d_go.eq(take)]
+        m.d.comb += [take.eq(ready & self.i_stream.valid), self.i_stream.ready.eq(ready)]
+        go = g_go | d_go | take
 
+        g0, d0 = gs[0], ds[0]
         m.d.comb += [
-            slot0.valid.eq(go & in_chunk), slot0.grad.eq(grad), slot0.first.eq(first),
-            slot0.fgrad.eq(grad & (s == 0) & (p == 0)), slot0.wb.eq(grad & last_p & last_s),
-            slot0.k.eq(k), slot0.p.eq(p), slot0.lastp.eq(last_p), slot0.chunk0.eq(k == 0),
-            slot0.lastchunk.eq(k == c_last), slot0.ins.eq(n_dot - 1), slot0.frombuf.eq(from_buf),
+            g0.valid.eq(g_go), g0.first.eq(g_first), g0.wb.eq(g_last_p & g_last_s), g0.k.eq(kg),
+            g0.p.eq(pg), g0.lastchunk.eq(kg == c_last), g0.frombuf.eq(mode1),
+            d0.valid.eq(d_go), d0.first.eq(d_first), d0.ram.eq(n_grad == 0), d0.k.eq(kd),
+            d0.p.eq(pd), d0.lastp.eq(d_last_p), d0.chunk0.eq(kd == 0),
+            d0.lastchunk.eq(kd == c_last), d0.ins.eq(n_dot - 1),
         ]
         # The first dot word of the last chunk: every grad of the pass has been taken (so the
         # T set they read is free) and no T of this pass can be written yet.
-        new_t_set = in_chunk & ~grad & (s == 0) & (p == 0) & (k == c_last)
+        new_t_set = d_go & d_first & (kd == c_last)
 
         label_value = Signal(MW)
         if W >= MW:
             m.d.comb += label_value.eq(payload[:MW])
         else:
             m.d.comb += label_value.eq(Cat(lab_acc[W:], payload))
-        m.d.comb += [labels.w_data.eq(label_value),
-                     labels.w_en.eq(go & (state == _State.LABEL) & (lab_w == LW - 1))]
+        m.d.comb += labels.w_data.eq(label_value)
+        m.d.comb += labels.w_en.eq(take & (state == _State.LABEL) & (lab_w == LW - 1))
 
-        with m.If(go):
-            with m.Switch(state):
-                with m.Case(_State.HEADER):
-                    nd, ng = payload[0:4], payload[4:8]
-                    m.d.sync += [n_dot.eq(nd), n_grad.eq(ng), k.eq(0), s.eq(0), p.eq(0),
-                                 grad.eq(ng != 0), lab_w.eq(0), lab_n.eq(0),
-                                 wh.eq(~wh), wcnt.eq(0), rcnt.eq(0)]
-                    with m.If(nd != 0):
-                        m.d.sync += state.eq(_State.LABEL)
-                    with m.Elif(ng != 0):
-                        m.d.sync += state.eq(_State.CHUNK)
-                with m.Case(_State.LABEL):
-                    m.d.sync += lab_acc.eq(label_value)
-                    with m.If(lab_w == LW - 1):
-                        m.d.sync += [lab_w.eq(0), lab_n.eq(lab_n + 1)]
-                        with m.If(lab_n == n_dot - 1):
-                            m.d.sync += state.eq(_State.CHUNK)
+        with m.If(take & (state == _State.HEADER)):
+            nd, ng = payload[0:4], payload[4:8]
+            m.d.sync += [n_dot.eq(nd), n_grad.eq(ng), kg.eq(0), sg.eq(0), pg.eq(0),
+                         kd.eq(0), sd.eq(0), pd.eq(0), d_started.eq(0),
+                         g_done.eq(ng == 0), d_done.eq(nd == 0),
+                         lab_w.eq(0), lab_n.eq(0), wh.eq(~wh), wcnt.eq(0), rcnt.eq(0)]
+            with m.If(nd != 0):
+                m.d.sync += state.eq(_State.LABEL)
+            with m.Elif(ng != 0):
+                m.d.sync += state.eq(_State.CHUNK)
+        with m.If(take & (state == _State.LABEL)):
+            m.d.sync += lab_acc.eq(label_value)
+            with m.If(lab_w == LW - 1):
+                m.d.sync += [lab_w.eq(0), lab_n.eq(lab_n + 1)]
+                with m.If(lab_n == n_dot - 1):
+                    m.d.sync += state.eq(_State.CHUNK)
+            with m.Else():
+                m.d.sync += lab_w.eq(lab_w + 1)
+        with m.If(g_go):
+            m.d.sync += [pg.eq(Mux(g_last_p, 0, pg + 1)), rcnt.eq(rcnt + 1)]
+            with m.If(g_last_p):
+                m.d.sync += sg.eq(Mux(g_last_s, 0, sg + 1))
+                with m.If(g_last_s):
+                    with m.If(kg == c_last):
+                        m.d.sync += g_done.eq(1)
                     with m.Else():
-                        m.d.sync += lab_w.eq(lab_w + 1)
-                with m.Case(_State.CHUNK):
-                    with m.If(self.mode & grad):
-                        m.d.sync += rcnt.eq(rcnt + 1)
-                    with m.If(self.mode & ~grad):
-                        m.d.sync += wcnt.eq(wcnt + 1)
-                    with m.If(~last_p):
-                        m.d.sync += p.eq(p + 1)
+                        m.d.sync += kg.eq(kg + 1)
+        with m.If(d_go):
+            m.d.sync += [pd.eq(Mux(d_last_p, 0, pd + 1)), wcnt.eq(wcnt + 1), d_started.eq(1)]
+            with m.If(d_last_p):
+                m.d.sync += sd.eq(Mux(d_last_s, 0, sd + 1))
+                with m.If(d_last_s):
+                    m.d.sync += d_started.eq(0)
+                    with m.If(kd == c_last):
+                        m.d.sync += d_done.eq(1)
                     with m.Else():
-                        m.d.sync += p.eq(0)
-                        with m.If(~last_s):
-                            m.d.sync += s.eq(s + 1)
-                        with m.Else():
-                            m.d.sync += s.eq(0)
-                            with m.If(grad & (n_dot != 0)):
-                                m.d.sync += grad.eq(0)
-                            with m.Elif(k == c_last):
-                                m.d.sync += state.eq(_State.HEADER)
-                            with m.Else():
-                                m.d.sync += [k.eq(k + 1), grad.eq(n_grad != 0)]
+                        m.d.sync += kd.eq(kd + 1)
+        # the pass ends when both cursors are done
+        g_fin = g_done | (g_go & g_end)
+        d_fin = d_done | (d_go & d_end)
+        with m.If(in_chunk & g_fin & d_fin):
+            m.d.sync += state.eq(_State.HEADER)
 
         # ------------------------------------------------------------ mode-1 code buffer
         if self.BUF_DEPTH:
@@ -261,7 +306,7 @@ class Engine(wiring.Component):
             br = buf.read_port(transparent_for=())
             m.d.comb += [
                 bw.addr.eq(Mux(wh, half, 0) + wcnt), bw.data.eq(payload),
-                bw.en.eq(go & in_chunk & ~grad & self.mode),
+                bw.en.eq(d_go & mode1),
                 br.addr.eq(Mux(wh, 0, half) + rcnt), br.en.eq(1),
                 buf_rdata.eq(br.data),
             ]
@@ -269,18 +314,23 @@ class Engine(wiring.Component):
         # ------------------------------------------------------------ S0 -> S1
         payload1 = Signal(W)
         m.d.sync += payload1.eq(payload)
-        m.d.comb += [mem.eng_raddr.eq(k), mem.eng_ren.eq(go & first),
-                     mem.host_sel.eq(~in_chunk)]
+        # one chunk read per cycle at most: G's chunks, or D's in a pass without grads
+        m.d.comb += [mem.eng_raddr.eq(Mux(n_grad == 0, kd, kg)),
+                     mem.eng_ren.eq((g_go & g_first) | (d_go & d_first & (n_grad == 0))),
+                     mem.host_sel.eq(state == _State.HEADER)]
         t_sel = Signal(signed(MW))
-        m.d.sync += t_sel.eq(T[s])
+        m.d.sync += t_sel.eq(T[sg])
 
         # ------------------------------------------------------------ S1: bits, T term
-        s1, s2, s3, s4, s5 = slots[1:]
-        bits = [Signal(W, name=f"bits{i}") for i in range(1, 6)]
-        m.d.comb += bits[0].eq(Mux(s1.frombuf, buf_rdata, payload1))
-        for a, b in zip(bits, bits[1:]):
-            m.d.sync += b.eq(a)
-        m.d.comb += [gterm.t.eq(t_sel), gterm.p.eq(s1.p)]
+        g1, g2, g3, g4, g5 = gs[1:]
+        d1, d2, d3, d4, d5 = ds[1:]
+        gbits = [Signal(W, name=f"gbits{i}") for i in range(1, 5)]
+        dbits = [Signal(W, name=f"dbits{i}") for i in range(1, 6)]
+        m.d.comb += [gbits[0].eq(Mux(g1.frombuf, buf_rdata, payload1)), dbits[0].eq(payload1)]
+        for chain in (gbits, dbits):
+            for a, b in zip(chain, chain[1:]):
+                m.d.sync += b.eq(a)
+        m.d.comb += [gterm.t.eq(t_sel), gterm.p.eq(g1.p)]
 
         # model row for a chunk's first word: S1 RAM output -> S2 register -> S3 shrink
         row = data.ArrayLayout(signed(MW), W)
@@ -294,27 +344,33 @@ class Engine(wiring.Component):
                 m.d.sync += shr[i].eq(Mux(self.l2_shift == 0, 0, x_r[i] >> self.l2_shift))
 
         # ------------------------------------------------------------ S3: accumulate
-        m.d.comb += [upd.acc.eq(s3.valid & s3.grad), upd.first.eq(s3.fgrad), upd.bits.eq(bits[2]),
+        m.d.comb += [upd.acc.eq(g3.valid), upd.first.eq(g3.first), upd.bits.eq(gbits[2]),
                      upd.term.eq(gterm.term), upd.nterm.eq(gterm.nterm), upd.shr.eq(shr)]
 
-        # ------------------------------------------------------------ S4: load, subtract
-        mask4 = Signal(W)
-        m.d.comb += [mask4.eq(Mux(s4.lastchunk, last_mask, (1 << W) - 1)),
-                     upd.load.eq(s4.valid & s4.first), upd.x_load.eq(x_r3),
-                     upd.wb.eq(s4.valid & s4.wb), upd.wb_first.eq(s4.first), upd.mask.eq(mask4)]
+        # ------------------------------------------------------------ S4: subtract, D load
+        gmask4 = Signal(W)
+        m.d.comb += [gmask4.eq(Mux(g4.lastchunk, last_mask, (1 << W) - 1)),
+                     upd.load.eq(g4.valid & g4.first), upd.x_load.eq(x_r3),
+                     upd.wb.eq(g4.valid & g4.wb), upd.mask.eq(gmask4)]
+        # The dot side's chunk register: from memory (pass without grads), else the chunk's
+        # written-back words: in stage 5 now (the write-back one stage ahead) or in x_next.
+        x_dot = Signal(row)
+        bypass = g5.valid & g5.wb & (g5.k == d4.k)
+        with m.If(d4.valid & d4.first):
+            m.d.sync += x_dot.eq(Mux(d4.ram, x_r3, Mux(bypass, upd.x_new, upd.x_next)))
 
         # ------------------------------------------------------------ S5: write-back, dot
-        mask5 = Signal(W)
-        m.d.comb += [mask5.eq(Mux(s5.lastchunk, last_mask, (1 << W) - 1)),
-                     mem.eng_waddr.eq(s5.k), mem.eng_wen.eq(upd.wen),
+        dmask5 = Signal(W)
+        m.d.comb += [dmask5.eq(Mux(d5.lastchunk, last_mask, (1 << W) - 1)),
+                     mem.eng_waddr.eq(g5.k), mem.eng_wen.eq(upd.wen),
                      mem.eng_wdata.eq(upd.x_new),
-                     dot.i_valid.eq(s5.valid & ~s5.grad), dot.bits.eq(bits[4]),
-                     dot.mask.eq(mask5), dot.x.eq(upd.x)]
+                     dot.i_valid.eq(d5.valid), dot.bits.eq(dbits[4]),
+                     dot.mask.eq(dmask5), dot.x.eq(x_dot)]
 
         # tags of the dot word, delayed to meet the plane sum
-        tag = s5
+        tag = d5
         for i in range(self.dot_latency):
-            nxt = Signal(slot_layout, name=f"dtag{i}")
+            nxt = Signal(d_layout, name=f"dtag{i}")
             m.d.sync += nxt.eq(tag)
             tag = nxt
         m.d.comb += [acc.i_valid.eq(dot.o_valid), acc.s.eq(dot.o_sum), acc.p.eq(tag.p),
@@ -329,7 +385,7 @@ class Engine(wiring.Component):
                      scal.step_shift.eq(self.step_shift), scal.decay_shift.eq(self.decay_shift),
                      scal.n_epoch.eq(self.n_epoch),
                      scal.i_valid.eq(loss.o_valid), scal.e.eq(loss.e)]
-        with m.If(go & new_t_set):
+        with m.If(new_t_set):
             # all grads of this pass are taken: the next T values start a new set
             m.d.sync += n_t.eq(0)
         with m.If(scal.o_valid):
@@ -361,6 +417,6 @@ class Engine(wiring.Component):
             m.d.sync += [state.eq(_State.HEADER), n_t.eq(0), wh.eq(0), drain.eq(0),
                          self.cycles.eq(0), self.stall_cycles.eq(0), self.words.eq(0),
                          self.samples.eq(0), self.overflow.eq(0)]
-            for sl in slots[1:]:
+            for sl in gs[1:] + ds[1:]:
                 m.d.sync += sl.valid.eq(0)
         return m

@@ -80,7 +80,7 @@ class GradTerm(wiring.Component):
 
 
 class ChunkUpdate(wiring.Component):
-    """The chunk register, the per-lane U accumulators and the two-stage write-back.
+    """Grad side of a chunk: per-lane U accumulators and the two-stage write-back.
 
     The L2 shrink and the write-back's rounding constant are folded into U's start value,
     ``U = (shrink(X) << G) + 2^(G-1)``: both are added before the floor ``>> G`` and the first
@@ -88,7 +88,10 @@ class ChunkUpdate(wiring.Component):
     ``X - ((U' + 2^(G-1)) >> G) - shrink(X)`` (U' the sum of the grad terms), with one
     subtraction per lane and no second copy of the chunk.
 
-    Three engine stages meet here: A (accumulate), B (subtract) and C (saturate, write).
+    Three engine stages meet here: A (accumulate), B (subtract) and C (saturate, write). The
+    grad side works on one chunk at a time; it keeps that chunk's model words (``x``) for the
+    write-back and hands the written-back words to the dot side in ``x_next``, so the dot side
+    may still be reading the previous chunk meanwhile.
 
     Parameters
     ----------
@@ -110,27 +113,29 @@ class ChunkUpdate(wiring.Component):
     shr : In(ArrayLayout(signed(32), W))
         Stage A: ``shrink(X)`` of the chunk (0 when l2_shift = 0), with its first grad plane.
     load : In(1)
-        Stage B: the word there is the chunk's first: ``x <= x_load`` at the clock edge.
+        Stage B: the chunk's first grad plane is there: ``x <= x_load`` at the clock edge.
     x_load : In(ArrayLayout(signed(32), W))
         Stage B: the chunk as read from memory.
     wb : In(1)
         Stage B, the cycle after the chunk's last ``acc``: register ``X - (U >> G)`` per lane,
-        with X from ``x_load`` if ``wb_first`` (the chunk has one grad plane) else from ``x``.
-    wb_first : In(1)
+        X from ``x_load`` if ``load`` (the chunk has one grad plane) else from ``x``.
     mask : In(W)
         Stage B: active lanes of the chunk in ``wb``'s cycle.
     x : Out(ArrayLayout(signed(32), W))
-        The chunk register: dot planes of the chunk read it in stage C. It takes ``x_load`` at
-        ``load`` and the written-back words at the end of the write-back's stage C.
+        The chunk being updated, as read from memory.
     x_new : Out(ArrayLayout(signed(32), W))
         Stage C (comb): the saturated new words.
     wen : Out(W)
         Stage C (comb): lanes to write (``mask`` of a write-back).
+    wb_c : Out(1)
+        Stage C: a write-back is there.
     ovf : Out(1)
         Stage C (comb): an active lane saturated.
+    x_next : Out(ArrayLayout(signed(32), W))
+        ``x_new`` of the last write-back (registered at the end of its stage C).
 
-    Latency: the write-back is in stage C, two cycles after the last ``acc``; a dot plane one
-    cycle behind it reads the new words from ``x``. One plane per cycle.
+    Latency: the write-back is in stage C, two cycles after the last ``acc``. One plane per
+    cycle.
     """
 
     def __init__(self, W, B_MAX=15):
@@ -139,8 +144,9 @@ class ChunkUpdate(wiring.Component):
         super().__init__({
             "acc": In(1), "first": In(1), "bits": In(W),
             "term": In(signed(TERM_W)), "nterm": In(signed(TERM_W + 1)), "shr": In(row),
-            "load": In(1), "x_load": In(row), "wb": In(1), "wb_first": In(1), "mask": In(W),
-            "x": Out(row), "x_new": Out(row), "wen": Out(W), "ovf": Out(1),
+            "load": In(1), "x_load": In(row), "wb": In(1), "mask": In(W),
+            "x": Out(row), "x_new": Out(row), "wen": Out(W), "wb_c": Out(1), "ovf": Out(1),
+            "x_next": Out(row),
         })
 
     def elaborate(self, platform):
@@ -149,23 +155,22 @@ class ChunkUpdate(wiring.Component):
         uw = u_width(self.B_MAX)
         U = [Signal(signed(uw), name=f"u{i}") for i in range(W)]
         diff = [Signal(signed(uw - G + 1), name=f"diff{i}") for i in range(W)]
-        wb_c = Signal()
         mask_c = Signal(W)
-        m.d.sync += [wb_c.eq(self.wb), mask_c.eq(self.mask)]
+        m.d.sync += [self.wb_c.eq(self.wb), mask_c.eq(self.mask)]
         ovfs = []
         for i in range(W):
             start = Cat(Const(1 << (G - 1), G), self.shr[i]).as_signed()
             with m.If(self.acc):
                 m.d.sync += U[i].eq(Mux(self.first, start, U[i])
                                     + Mux(self.bits[i], self.term, self.nterm))
-            xw = Mux(self.wb_first, self.x_load[i], self.x[i])
+            xw = Mux(self.load, self.x_load[i], self.x[i])
             m.d.sync += diff[i].eq(xw - (U[i] >> G))
-            new, o = sat(m, diff[i], MW, f"xnew{i}")
-            m.d.comb += [self.x_new[i].eq(new), self.wen[i].eq(wb_c & mask_c[i])]
-            ovfs.append(o & mask_c[i])
             with m.If(self.load):
                 m.d.sync += self.x[i].eq(self.x_load[i])
-            with m.Elif(wb_c & mask_c[i]):
-                m.d.sync += self.x[i].eq(new)
-        m.d.comb += self.ovf.eq(wb_c & Cat(*ovfs).any())
+            new, o = sat(m, diff[i], MW, f"xnew{i}")
+            m.d.comb += [self.x_new[i].eq(new), self.wen[i].eq(self.wb_c & mask_c[i])]
+            ovfs.append(o & mask_c[i])
+            with m.If(self.wb_c):
+                m.d.sync += self.x_next[i].eq(new)
+        m.d.comb += self.ovf.eq(self.wb_c & Cat(*ovfs).any())
         return m

@@ -74,57 +74,51 @@ def test_chunk_update_matches_golden(l2_shift):
         Xn, ovf = golden.update(X, U, l2_shift, mask)
         chunks.append((X, T, bits, mask, Xn, bool(ovf.any())))
     assert any(c[5] for c in chunks), "some chunk must saturate"
-    results = []
+    # Schedule the chunks back to back as the engine does: stage A (acc) of plane j in cycle
+    # t0 + j, stage B (load with the first plane, write-back after the last) one cycle later,
+    # stage C the cycle after; the next chunk's planes start right after this one's.
+    sched = {}
+    reads = []
+    t0 = 0
+    for X, T, bits, mask, Xn, ovf in chunks:
+        n_grad, q = bits.shape[:2]
+        planes = [(sg, p) for sg in range(n_grad) for p in range(q)]
+        for j, (sg, p) in enumerate(planes):
+            term = int(golden.grad_term(T[sg], p))
+            ev = sched.setdefault(t0 + j, {})
+            ev.update(acc=1, first=int(j == 0), bits=_word(bits[sg, p]), term=term, nterm=-term)
+            if j == 0:
+                ev["shr"] = [int(v) for v in golden.shrink(X, l2_shift)]
+        evb = sched.setdefault(t0 + 1, {})
+        evb.update(load=1, x_load=[int(v) for v in X])
+        evw = sched.setdefault(t0 + len(planes), {})
+        evw.update(wb=1, mask=_word(mask))
+        reads.append(t0 + len(planes) + 1)
+        t0 += len(planes)
+    results = {}
 
     async def bench(ctx):
-        for X, T, bits, mask, Xn, ovf in chunks:
-            n_grad, q = bits.shape[:2]
-            one_plane = n_grad * q == 1
-            if not one_plane:
-                # stage B: the chunk's first word loads the chunk register
-                ctx.set(dut.load, 1)
+        for c in range(max(reads) + 2):
+            ev = sched.get(c, {})
+            for name in ("acc", "first", "load", "wb"):
+                ctx.set(getattr(dut, name), ev.get(name, 0))
+            for name in ("bits", "term", "nterm", "mask"):
+                ctx.set(getattr(dut, name), ev.get(name, int(rng.integers(0, 1 << 20))))
+            for name in ("shr", "x_load"):
+                vals = ev.get(name, rng.integers(-(1 << 31), 1 << 31, size=W))  # junk when unused
                 for i in range(W):
-                    ctx.set(dut.x_load[i], int(X[i]))
-            for s in range(n_grad):
-                for p in range(q):
-                    term = int(golden.grad_term(T[s], p))
-                    ctx.set(dut.acc, 1)
-                    ctx.set(dut.first, int(s == 0 and p == 0))
-                    ctx.set(dut.bits, _word(bits[s, p]))
-                    ctx.set(dut.term, term)
-                    ctx.set(dut.nterm, -term)
-                    if s == 0 and p == 0:
-                        for i in range(W):  # the shrink arrives with the first grad plane
-                            ctx.set(dut.shr[i], int(golden.shrink(X[i], l2_shift)))
-                    await ctx.tick()
-                    ctx.set(dut.load, 0)
-                    for i in range(W):
-                        ctx.set(dut.shr[i], int(rng.integers(-(1 << 31), 1 << 31)))  # unused now
-                        ctx.set(dut.x_load[i], int(rng.integers(-(1 << 31), 1 << 31)))
-            ctx.set(dut.acc, 0)
-            # stage B of the write-back (with the load when the chunk has a single grad plane)
-            ctx.set(dut.wb, 1)
-            ctx.set(dut.wb_first, int(one_plane))
-            ctx.set(dut.load, int(one_plane))
-            if one_plane:
-                for i in range(W):
-                    ctx.set(dut.x_load[i], int(X[i]))
-            ctx.set(dut.mask, _word(mask))
+                    ctx.set(getattr(dut, name)[i], int(vals[i]))
+            if c in reads:
+                results[c] = ([ctx.get(dut.x_new[i]) for i in range(W)], ctx.get(dut.ovf),
+                              ctx.get(dut.wen))
+            if c - 1 in reads:
+                results[c - 1] += ([ctx.get(dut.x_next[i]) for i in range(W)],)
             await ctx.tick()
-            ctx.set(dut.wb, 0)
-            ctx.set(dut.load, 0)
-            ctx.set(dut.mask, 0)
-            # stage C: saturated words, lane enables, overflow
-            x_new = [ctx.get(dut.x_new[i]) for i in range(W)]
-            wen = ctx.get(dut.wen)
-            o = ctx.get(dut.ovf)
-            await ctx.tick()
-            x_after = [ctx.get(dut.x[i]) for i in range(W)]
-            results.append((x_new, o, x_after, wen))
 
     _simulate(dut, bench)
-    for (X, T, bits, mask, Xn, ovf), (x_new, o, x_after, wen) in zip(chunks, results):
+    for (X, T, bits, mask, Xn, ovf), c in zip(chunks, reads):
+        x_new, o, wen, x_next = results[c]
         np.testing.assert_array_equal(np.array(x_new)[mask], Xn[mask])
-        np.testing.assert_array_equal(np.array(x_after), Xn)     # inactive lanes keep X
+        np.testing.assert_array_equal(np.array(x_next)[mask], Xn[mask])
         assert wen == _word(mask)
         assert bool(o) == ovf
