@@ -302,7 +302,8 @@ def main(argv=None) -> int:
     e = sub.add_parser("engine", help="bus efficiency of the engine RTL in Verilator")
     e.add_argument("--json", metavar="PATH", help="write the report here")
     e.add_argument("--W", type=int, nargs="+", default=[32, 8], choices=sorted(CONFIGS))
-    e.add_argument("--q", type=int, nargs="+", default=list(DEFAULT_Q))
+    e.add_argument("--q", type=int, nargs="+", default=list(DEFAULT_Q), choices=range(1, 9),
+                   metavar="Q", help="bits, 1..8 (full always runs at 32)")
     e.add_argument("--d", type=int, nargs="+", default=list(DEFAULT_D))
     e.add_argument("--B", type=int, nargs="+", default=list(DEFAULT_B))
     e.add_argument("--n", type=int, default=64, help="samples per epoch (default 64)")
@@ -328,6 +329,8 @@ def main(argv=None) -> int:
         if args.what == "engine":
             if args.n < 1:
                 raise ValueError(f"--n must be >= 1, got {args.n}")
+            if min(args.d) < 1 or min(args.B) < 1:
+                raise ValueError("--d and --B must be >= 1")
 
             def progress(i, total, row):
                 print(f"\r[{i}/{total}] W{row['W']} {row['quantizer']} q{row['q']} d{row['d']} "
