@@ -113,6 +113,7 @@ CFG8 = EngineConfig(W=8, D_MAX=64, B_MAX=4, BUF_DEPTH=256)
     (1, 1, 9, 1, 0.2),
     (4, 1, 12, 3, 0.2),
     (32, 1, 5, 2, 0.1),
+    (1, 1, 64, 2, 0.6),     # mode 1, 8 chunks, a slow stream: G must not run two chunks ahead
 ])
 def test_engine_matches_golden(q, mode, d, B, gap):
     rng = np.random.default_rng(100 * q + 10 * d + B + mode)
