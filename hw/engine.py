@@ -202,18 +202,20 @@ class Engine(wiring.Component):
         def pending_wb(k):
             return Cat(*((g.valid & g.wb & (g.k == k)) for g in gs[1:])).any()
 
+        # D may issue: the first word of its chunk only once G has finished that chunk (in an
+        # earlier cycle, so the write-back is at most one stage ahead) or when the pass has no
+        # grads (then it reads the chunk from memory, like G).
+        d_ok = ~d_first | Mux(n_grad == 0, ~pending_wb(kd), (kg > kd) | g_done)
         take = Signal()         # a stream word is taken
         g_go = Signal()
         d_go = Signal()
         ready = Signal()
+        # mode 1: D issues its word this cycle (written without g_ok: no combinational loop)
+        d_issue1 = in_chunk & mode1 & self.enable & ~d_done & d_ok & self.i_stream.valid
         # G may issue: T ready, its chunk read safe, and (mode 1) at most one chunk ahead of D
         # so that x_next is taken by D before G writes the next one.
         g_ok = ((sg < n_t) & ~(g_first & pending_wb(kg))
-                & ((kg == kd) | d_done | (mode1 & (kg == kd + 1) & (d_started | d_go))))
-        # D may issue: the first word of its chunk only once G has finished that chunk (in an
-        # earlier cycle, so the write-back is at most one stage ahead) or when the pass has no
-        # grads (then it reads the chunk from memory, like G).
-        d_ok = (~d_first | Mux(n_grad == 0, ~pending_wb(kd), (kg > kd) | g_done))
+                & ((kg == kd) | d_done | (mode1 & (kg == kd + 1) & (d_started | d_issue1))))
 
         # label FIFO of B_MAX: the labels of the next pass wait (rarely) for the finals of this one
         lab_ok = (state != _State.LABEL) | labels.w_rdy
