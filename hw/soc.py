@@ -136,6 +136,7 @@ class System(wiring.Component):
         m = Module()
         W = self.W
         wbytes = W // 8
+        log2_wbytes = wbytes.bit_length() - 1     # W is a power of two
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
         m.submodules.frame_rx = frx = FrameReceiver(self.max_payload)
@@ -335,7 +336,7 @@ class System(wiring.Component):
                     (cmd == C.WRITE_REG) | (cmd == C.STREAM) | (cmd == C.STORE)
                     | (cmd == C.REPLAY) | (cmd == C.WRITE_MODEL))
                 n_words = Signal(16)
-                m.d.comb += n_words.eq(length >> (wbytes.bit_length() - 1))
+                m.d.comb += n_words.eq(length >> log2_wbytes)
                 model_count = arg[16:32]
                 model_base = arg[0:16]
                 n_model_w = Signal(16)
@@ -359,8 +360,8 @@ class System(wiring.Component):
                     with m.Else():
                         m.next = "WRITE_REG"
                 with m.Elif((cmd == C.STREAM) | (cmd == C.STORE)):
-                    with m.If((length == 0) | (length[:max(1, wbytes.bit_length() - 1)] != 0
-                                               if wbytes > 1 else length == 0)):
+                    whole_words = (length[:log2_wbytes] == 0) if log2_wbytes else Const(1, 1)
+                    with m.If((length == 0) | ~whole_words):
                         respond(S.BAD_LEN)
                     with m.Elif(replay_busy):
                         respond(S.BUSY)
