@@ -87,3 +87,18 @@ def test_sim_replay_bit_exact_to_golden_and_uploads_once(sim, prepared):
 def _b_scale2(prepared):
     s = getattr(prepared, "b_scale", 1.0)
     return float(s) ** 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("replay", [False, True])
+def test_sim_default_config_equals_golden_default(prepared, replay):
+    """What `zipml train DATA --backend sim` runs: golden's own engine config (W = 32), with the
+    backends' defaults for the step and decay, equal bit for bit to `--backend golden`."""
+    from zipml.host.backend_engine import train_golden
+    from zipml.host.problem import resolve
+    opts = resolve(prepared, _options(quantizer="double", bits=4, epochs=2, seed=3,
+                                      replay=replay))
+    res = train_sim(prepared, opts)
+    gold = train_golden(prepared, opts)
+    assert res.model_raw == gold.model_raw
+    assert res.mse == gold.mse
