@@ -215,8 +215,8 @@ class Device:
         """Write words into the sample store from address 0; sets ``store_len``."""
         n = np.asarray(words).size
         if n > self.params["STORE_DEPTH"]:
-            raise ValueError(f"{n} words do not fit the sample store of "
-                             f"{self.params['STORE_DEPTH']} words; stream instead")
+            raise ValueError(f"one epoch is {n} words, the sample store holds "
+                             f"{self.params['STORE_DEPTH']}: train without --replay (streaming)")
         self.write_reg("store_wptr", 0)
         self._send_words(C.STORE, words, progress)
         self.write_reg("store_len", n)

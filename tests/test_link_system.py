@@ -215,7 +215,7 @@ def test_replay_equals_streaming_the_segment_repeatedly(dev):
 
 
 def test_store_overflow_refused(dev):
-    with pytest.raises(ValueError, match="sample store"):
+    with pytest.raises(ValueError, match="sample store holds 16384"):
         dev.store(np.zeros(16385, dtype=np.uint8))
     dev.write_reg("store_wptr", 16380)
     with pytest.raises(DeviceError, match="BAD_ADDR"):
