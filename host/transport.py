@@ -154,16 +154,26 @@ class SimTransport(Transport):
 
     def write(self, data):
         m, div = self.model, self.divisor
+        # The line level clock by clock, as runs: (level, clocks). Equal neighbouring bits
+        # merge into one tick call (a 0x00 byte is one run of 9 bit times).
+        runs = []
+
+        def level(v, clocks):
+            if runs and runs[-1][0] == v:
+                runs[-1][1] += clocks
+            else:
+                runs.append([v, clocks])
+
         for b in bytes(data):
             if self.gap_prob and self._rng.random() < self.gap_prob:
-                m.tick(self._rng.randrange(1, 8 * div))    # idle line between bytes
-            m.set("rx", 0)
-            m.tick(div)
+                level(1, self._rng.randrange(1, 8 * div))    # idle line between bytes
+            level(0, div)                                     # start bit
             for i in range(8):
-                m.set("rx", (b >> i) & 1)
-                m.tick(div)
-            m.set("rx", 1)
-            m.tick(div)
+                level((b >> i) & 1, div)
+            level(1, div)                                     # stop bit
+        for v, clocks in runs:
+            m.set("rx", v)
+            m.tick(clocks)
         self.bytes_written += len(data)
 
     def _read_byte(self, max_cycles):
