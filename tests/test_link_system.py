@@ -251,3 +251,18 @@ def test_frame_sent_while_board_busy_is_dropped_not_acted_on(dev):
     assert answers[0].payload == bytes([P.Status.BAD_FRAME])
     assert dev.read_reg("step") == 7
     assert dev.read_reg("rx_overrun") > over0 and dev.read_reg("rx_bad") == bad0 + 1
+
+
+def test_status_leds(dev, sim):
+    """LED 0 follows enable, LED 3 lights on a bad frame and clears with ctrl.clear."""
+    dev.set_ctrl(enable=False, clear=True)
+    assert sim.model.get("leds") & 0b1001 == 0
+    dev.set_ctrl(enable=True)
+    assert sim.model.get("leds") & 0b0001
+    bad = bytearray(P.encode_frame(0x55, P.Command.PING))
+    bad[2] ^= 0x40
+    sim.write(bytes(bad))
+    assert P.FrameParser().feed(sim.read(0.001))[0].cmd == P.Command.NAK | P.ACK
+    assert sim.model.get("leds") & 0b1000
+    dev.set_ctrl(enable=False, clear=True)
+    assert sim.model.get("leds") & 0b1001 == 0
