@@ -228,3 +228,19 @@ def test_engine_converts_to_verilog(W, BUF):
     text = verilog.convert(Engine(W=W, D_MAX=4 * W, B_MAX=3, BUF_DEPTH=BUF), name="eng")
     for port in ("i_stream__payload", "i_stream__ready", "model_rdata", "stall_cycles", "idle"):
         assert port in text
+
+
+@pytest.mark.parametrize("mode,bound", [(0, 0.99), (1, 0.88)])
+def test_engine_efficiency(mode, bound):
+    """Words per cycle over an epoch segment (n=40, d=200, q=4, B=4, W=8, no gaps). Mode 1's
+    figure includes the segment's last pass, which replays C*B*q grad words with no stream."""
+    cfg = EngineConfig(W=8, D_MAX=256, B_MAX=4, BUF_DEPTH=1024)
+    rng = np.random.default_rng(1)
+    q, d, B, n = 4, 200, 4, 40
+    words = make_stream(rng, 8, q, mode, n, d, B)
+    init = rng.integers(-(1 << 25), 1 << 25, size=d)
+    regs = EngineRegs(q=q, mode=mode, d=d, step=1000, step_shift=24)
+    got, _ = check(cfg, regs, words, init, max_cycles=50_000)
+    eff = got["words"] / got["cycles"]
+    print(f"mode {mode}: {got['words']} words, {got['cycles']} cycles, efficiency {eff:.3f}")
+    assert eff >= bound
