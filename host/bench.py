@@ -13,8 +13,9 @@ with ``bits_in = words * W`` (every stream bit: headers, labels, planes) and
 ``efficiency = bits_in / (W * cycles) = words / cycles`` over the epoch (the engine's own
 ``cycles`` counter: from the first word to idle). Single-sample quantizers (mode 1) replay each
 dot group from the code buffer as a grad group, one plane word per cycle, so their bus
-efficiency is bounded by 1/2; ``datapath_efficiency = (words + replay_words) / cycles`` is the
-share of cycles the datapath takes a plane, header or label. The source never pauses, so every lost cycle
+efficiency is bounded by about 1/2; ``datapath_efficiency = (words + replay_words) / cycles``
+counts the replayed plane words too (it can exceed 1 slightly where the engine replays while a
+header or labels arrive). The source never pauses, so every lost cycle
 is the engine's. It also writes the simulator's cycles per second, and merges Fmax and
 utilization from the place-and-route reports (``zipml build --json``, results/build_*.json)
 when they exist.
