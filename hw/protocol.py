@@ -33,7 +33,7 @@ __all__ = [
     "FLAG", "ESC", "ESC_XOR", "HEADER_BYTES", "CRC_BYTES", "MAX_PAYLOAD", "VERSION", "ID_MAGIC",
     "ACK", "Command", "Status", "Access", "Register", "REGISTERS", "REGISTER_BY_NAME",
     "REGISTER_BY_ADDR", "ENGINE_REGISTERS", "CTRL_ENABLE", "CTRL_CLEAR", "CTRL_STOP",
-    "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_REPLAY", "STATUS_STREAM_EMPTY",
+    "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_REPLAY",
     "crc16", "stuff", "unstuff", "encode_frame", "Frame", "FrameError", "FrameParser",
     "EFFECT_COMMANDS",
 ]
@@ -137,7 +137,6 @@ CTRL_STOP = 1 << 2    # abort a replay after the word in flight
 STATUS_IDLE = 1 << 0          # engine idle: no pass in progress, nothing in flight
 STATUS_OVERFLOW = 1 << 1      # engine sticky overflow
 STATUS_REPLAY = 1 << 2        # sample store replay running
-STATUS_STREAM_EMPTY = 1 << 3  # no stream word waiting for the engine
 
 REGISTERS = (
     Register("id", 0x00, 32, _RO, "ID_MAGIC: 'ZM' << 16 | protocol version"),
@@ -150,7 +149,7 @@ REGISTERS = (
     Register("param_divisor", 0x07, 32, _RO, "UART clocks per bit"),
     Register("param_buf_depth", 0x0A, 32, _RO, "BUF_DEPTH, engine code buffer words"),
     Register("ctrl", 0x08, 3, _RW, "bit 0 enable, bit 1 clear (strobe), bit 2 stop replay (strobe)"),
-    Register("status", 0x09, 4, _RO, "bit 0 idle, 1 overflow, 2 replay running, 3 stream empty"),
+    Register("status", 0x09, 3, _RO, "bit 0 engine idle, 1 overflow, 2 replay running"),
     # Engine run-time registers, docs/engine.md.
     Register("q", 0x10, 6, _RW, "bits per code, 1..32", engine="q"),
     Register("mode", 0x11, 1, _RW, "0 double, 1 single (grads from the code buffer)", engine="mode"),

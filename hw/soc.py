@@ -181,8 +181,8 @@ class System(wiring.Component):
         replay_epochs = Signal(16)
 
         # ---------------------------------------------------------------- status
-        status = Signal(4)
-        m.d.comb += status.eq(Cat(eng.idle, eng.overflow, replay_busy, Const(0, 1)))
+        status = Signal(3)
+        m.d.comb += status.eq(Cat(eng.idle, eng.overflow, replay_busy))
         bad_seen = Signal()
         m.d.comb += self.leds.eq(Cat(enable, replay_busy, eng.overflow, bad_seen))
 
