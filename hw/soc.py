@@ -8,7 +8,7 @@ command semantics and the replay contract.
 """
 
 from amaranth.hdl import Module, Signal, Const, Mux, Cat
-from amaranth.lib import wiring, stream
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -233,7 +233,6 @@ class System(wiring.Component):
         resp_status = Signal(8)
         resp_len = Signal(16)       # payload bytes of the response (status + data)
         last_seq = Signal(9, init=0x100)   # bit 8 set: no effect command executed yet
-        effect = Signal()           # the command being executed has a side effect
 
         idx = Signal(16)            # payload byte index
         primed = Signal()           # memory read of byte idx issued last cycle
@@ -322,7 +321,7 @@ class System(wiring.Component):
                 # Read up to five payload bytes into `arg` (2 clocks per byte: the buffer's
                 # read port is synchronous).
                 with m.If((idx == length) | (idx == 5)):
-                    m.d.sync += [effect.eq(0), primed.eq(0)]
+                    m.d.sync += primed.eq(0)
                     m.next = "DECODE"
                 with m.Elif(~primed):
                     m.d.sync += primed.eq(1)
@@ -331,10 +330,11 @@ class System(wiring.Component):
                                  primed.eq(0)]
 
             with m.State("DECODE"):
+                # The protocol's one list of commands with a side effect (retry rule).
                 is_effect = Signal()
-                m.d.comb += is_effect.eq(
-                    (cmd == C.WRITE_REG) | (cmd == C.STREAM) | (cmd == C.STORE)
-                    | (cmd == C.REPLAY) | (cmd == C.WRITE_MODEL))
+                for c in sorted(P.EFFECT_COMMANDS):
+                    with m.If(cmd == c):
+                        m.d.comb += is_effect.eq(1)
                 n_words = Signal(16)
                 m.d.comb += n_words.eq(length >> log2_wbytes)
                 model_count = arg[16:32]

@@ -5,7 +5,7 @@ FT2232H's top rate), and the Verilator simulation runs the same gateware with a 
 (docs/link.md). Bytes travel as ``amaranth.lib.stream`` payloads of 8 bits, LSB first on the line.
 """
 
-from amaranth.hdl import Elaboratable, Module, Signal, Cat, Const
+from amaranth.hdl import Module, Signal, Cat, Const
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.cdc import FFSynchronizer

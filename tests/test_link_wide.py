@@ -4,7 +4,6 @@ and the model port moves signed words. The host side is `zipml.hw.protocol`'s en
 """
 
 import numpy as np
-import pytest
 from amaranth.sim import Simulator
 
 from zipml.hw import protocol as P
