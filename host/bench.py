@@ -147,6 +147,22 @@ def engine_rows(config: EngineConfig, *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds
     return rows, skipped, sim_info
 
 
+def _git_rev(path: str = "hw"):
+    """Short hash of the last commit touching the gateware (None outside a git checkout), so a
+    table can say which engine it measured."""
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parent.parent
+    try:
+        r = subprocess.run(["git", "log", "-1", "--format=%h", "--", path], cwd=root,
+                           capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", path], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rev = r.stdout.strip()
+    return (rev + ("+dirty" if dirty else "")) if r.returncode == 0 and rev else None
+
+
 def _pnr_reports(paths):
     out = []
     for p in paths:
@@ -193,6 +209,7 @@ def bench_engine(widths=(32, 8), *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds=DEFA
         pnr = sorted(glob.glob("results/build_*.json"))
     return {
         "bench": "engine",
+        "gateware_commit": _git_rev("hw"),
         "configs": [dict(c.__dict__) for c in configs],
         "rows": rows,
         "skipped": skipped,
