@@ -45,7 +45,8 @@ class Case:
     d : features; B : minibatch; n : samples; decay : decay_shift (0 = constant step, the
     decay counter then wraps every ceil(n/2) samples so it fires inside the run);
     l2 : l2_shift; gaps : probability of an idle source cycle; epochs : segments streamed
-    back to back; seed : everything random.
+    back to back; seed : everything random; pauses : probability that ``enable`` is low in a
+    cycle while the stream runs (cocotb only: the engine must hold and give the same result).
     """
 
     q: int
@@ -58,11 +59,13 @@ class Case:
     gaps: float = 0.3
     epochs: int = 1
     seed: int = 0
+    pauses: float = 0.0
 
     @property
     def name(self) -> str:
         return (f"q{self.q}_m{self.mode}_d{self.d}_B{self.B}_n{self.n}_dec{self.decay}"
-                f"_l2{self.l2}_g{self.gaps:g}_e{self.epochs}_s{self.seed}")
+                f"_l2{self.l2}_g{self.gaps:g}_e{self.epochs}_s{self.seed}"
+                + (f"_p{self.pauses:g}" if self.pauses else ""))
 
 
 def make_case(config: EngineConfig, case: Case):
@@ -257,13 +260,25 @@ if _IN_SIM:
             await FallingEdge(self.dut.clk)
             self.dut.clear.value = 0
 
-        async def run(self, regs, words, init_model, gap_prob):
+        async def pause_enable(self, prob: float, seed: int):
+            """Drop ``enable`` at random cycles (a host pausing the engine) until cancelled."""
+            rng = random.Random(seed ^ 0x5A5A)
+            while True:
+                await FallingEdge(self.dut.clk)
+                self.dut.enable.value = int(rng.random() >= prob)
+
+        async def run(self, regs, words, init_model, gap_prob, pauses=0.0, seed=0):
             await self.wait_idle(1000)
             await self.set_regs(regs)
             await self.write_model(init_model)
             await self.strobe_clear()
             self.dut.enable.value = 1
+            pauser = cocotb.start_soon(self.pause_enable(pauses, seed)) if pauses else None
             await self.source.send(words, gap_prob)
+            if pauser is not None:
+                pauser.cancel()
+                await FallingEdge(self.dut.clk)
+                self.dut.enable.value = 1
             await self.wait_idle(1000 * len(words) + 10_000)
             await FallingEdge(self.dut.clk)
             self.dut.enable.value = 0
@@ -284,7 +299,7 @@ if _IN_SIM:
         regs, words, init_model = make_case(_CONFIG, case)
         tb = TB(dut, _CONFIG, _LATENCY, seed=case.seed)
         await tb.reset()
-        model, c = await tb.run(regs, words, init_model, case.gaps)
+        model, c = await tb.run(regs, words, init_model, case.gaps, case.pauses, case.seed)
         want = golden.run(_CONFIG, regs, words, init_model=init_model)
         dut._log.info("%s: %d words, %d cycles, %d stalls, %d source gaps, overflow %d",
                       case.name, c["words"], c["cycles"], c["stall_cycles"], tb.source.gaps,

@@ -88,6 +88,8 @@ def _default_cases(W):
         Case(q=8, mode=0, d=300, B=4, n=6, decay=1, gaps=0.3, seed=5),
         Case(q=32, mode=1, d=W + 3, B=2, n=4, gaps=0.3, seed=6),
         Case(q=5, mode=0, d=2 * W + 5, B=1, n=4, gaps=0.1, epochs=2, seed=7),
+        Case(q=6, mode=1, d=3 * W - 2, B=3, n=7, gaps=0.2, pauses=0.3, seed=8),
+        Case(q=2, mode=0, d=40, B=2, n=6, gaps=0.0, pauses=0.5, seed=9),
     ]
 
 
@@ -111,5 +113,6 @@ def test_engine_cocotb_full_matrix(config):
                     seed += 1
                     cases.append(Case(q=q, mode=mode, d=d, B=B, n=5,
                                       decay=1 if seed % 2 else 0, l2=7 if seed % 5 == 0 else 0,
-                                      gaps=0.3, seed=seed))
+                                      gaps=0.3, pauses=0.2 if seed % 3 == 0 else 0.0,
+                                      seed=seed))
     run_cocotb(config, cases, "full")
