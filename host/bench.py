@@ -17,7 +17,8 @@ efficiency is bounded by about 1/2; ``datapath_efficiency = (words + replay_word
 counts the replayed plane words too (it can exceed 1 slightly where the engine replays while a
 header or labels arrive). The source never pauses, so every lost cycle
 is the engine's. It also writes the simulator's cycles per second, and merges Fmax and
-utilization from the place-and-route reports (``zipml build --json``, results/build_*.json)
+utilization from the place-and-route reports (``zipml build --json``: results/build_*.json,
+results/pnr_*.json)
 when they exist.
 
 ``bench host`` times quantize + pack of one epoch (values/s: feature values of the n x d
@@ -163,6 +164,12 @@ def _git_rev(path: str = "hw"):
     return (rev + ("+dirty" if dirty else "")) if r.returncode == 0 and rev else None
 
 
+def _default_pnr_paths():
+    """Place-and-route reports the build writes: results/build_<board>.json (``make
+    bitstream``) and results/pnr_<board>_<target>.json."""
+    return sorted(glob.glob("results/build_*.json") + glob.glob("results/pnr_*.json"))
+
+
 def _pnr_reports(paths):
     out = []
     for p in paths:
@@ -173,7 +180,7 @@ def _pnr_reports(paths):
             continue
         out.append({"path": str(p), **{k: rep.get(k) for k in (
             "board", "target", "device", "fmax_mhz", "target_mhz", "timing_met", "utilization",
-            "critical_path", "engine", "seconds")}})
+            "critical_path", "engine", "seed", "seconds")}})
     return out
 
 
@@ -206,7 +213,7 @@ def bench_engine(widths=(32, 8), *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds=DEFA
         from ..sim.engine_rtl import top_name
         sims[top_name(config)] = sim
     if pnr is None:
-        pnr = sorted(glob.glob("results/build_*.json"))
+        pnr = _default_pnr_paths()
     return {
         "bench": "engine",
         "gateware_commit": _git_rev("hw"),
@@ -293,6 +300,28 @@ def engine_markdown(rep) -> str:
                     cells.append(f"{r['efficiency']:.3f}" if r else "-")
             out.append(f"| {quant} | {q} | " + " | ".join(cells) + " |")
         out.append("")
+    pnr = [p for p in rep.get("pnr", []) if "error" not in p]
+    if pnr:
+        out.append("| board | target | engine | Fmax MHz (target) | logic | FF | block RAM | "
+                   "critical path |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for p in pnr:
+            u = p.get("utilization") or {}
+
+            def pct(*bels):
+                for b in bels:
+                    if b in u:
+                        return f"{u[b]['used']}/{u[b]['available']} ({u[b]['percent']}%)"
+                return "-"
+            fmax = ", ".join(f"{v}" for v in (p.get("fmax_mhz") or {}).values())
+            eng = p.get("engine") or {}
+            cp = p.get("critical_path") or {}
+            out.append(f"| {p.get('board')} | {p.get('target')} | W={eng.get('W')} "
+                       f"D_MAX={eng.get('D_MAX')} | {fmax} ({p.get('target_mhz')}) | "
+                       f"{pct('TRELLIS_COMB', 'ICESTORM_LC')} | {pct('TRELLIS_FF')} | "
+                       f"{pct('DP16KD', 'ICESTORM_RAM')} | {cp.get('start')} -> {cp.get('end')}"
+                       f" {cp.get('delay_ns')} ns |")
+        out.append("")
     sims = rep["simulator"]["per_build"]
     out.append("| build | simulated cycles | seconds | cycles/s | build s |")
     out.append("|---|---|---|---|---|")
@@ -327,7 +356,8 @@ def main(argv=None) -> int:
     e.add_argument("--n", type=int, default=64, help="samples per epoch (default 64)")
     e.add_argument("--quantizer", nargs="+", default=list(QUANTIZERS), choices=QUANTIZERS)
     e.add_argument("--pnr", nargs="*", metavar="PATH",
-                   help="place-and-route reports to merge (default results/build_*.json)")
+                   help="place-and-route reports to merge "
+                        "(default results/build_*.json and results/pnr_*.json)")
     e.add_argument("--seed", type=int, default=0)
     for name, what in (("d-max", "D_MAX"), ("b-max", "B_MAX"), ("buf-depth", "BUF_DEPTH")):
         e.add_argument(f"--{name}", type=int, metavar="N", dest=what,
@@ -336,7 +366,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("pnr", help="merge place-and-route reports into an engine bench JSON")
     p.add_argument("--json", metavar="PATH", required=True, help="the engine bench JSON")
     p.add_argument("reports", nargs="*", metavar="REPORT",
-                   help="zipml build --json reports (default results/build_*.json)")
+                   help="zipml build --json reports "
+                        "(default results/build_*.json and results/pnr_*.json)")
     h = sub.add_parser("host", help="quantize+pack rate and link payload share")
     h.add_argument("--json", metavar="PATH")
     h.add_argument("--n", type=int, default=2000)
@@ -370,7 +401,7 @@ def main(argv=None) -> int:
         elif args.what == "pnr":
             path = pathlib.Path(args.json)
             rep = json.loads(path.read_text())
-            rep["pnr"] = _pnr_reports(args.reports or sorted(glob.glob("results/build_*.json")))
+            rep["pnr"] = _pnr_reports(args.reports or _default_pnr_paths())
             path.write_text(json.dumps(rep, indent=1) + "\n")
             for r in rep["pnr"]:
                 print(f"{r.get('board')} {r.get('target')}: Fmax {r.get('fmax_mhz')}",
