@@ -27,6 +27,8 @@ def _toolchain(family):
 def _check_report(report, board, target, tmp_path=None):
     spec = BOARDS[board]
     assert report["board"] == board and report["target"] == target
+    assert report["fits"], (f"does not fit {report['device']}: {report['utilization']}; "
+                            f"largest: {report['area_by_name']}")
     bitstream = pathlib.Path(report["bitstream"])
     assert bitstream.exists() and bitstream.stat().st_size > 1000
     assert bitstream.suffix == (".bin" if spec.family == "ice40" else ".bit")
@@ -62,6 +64,8 @@ def test_pnr_plane_dot_ice40(tmp_path):
     assert report["block"] == "_plane_dot" and report["attempts"][0]["pll_mhz"] == 48.0
     # 8 lanes of 32-bit words through an adder tree: hundreds of cells, all kept.
     assert report["utilization"]["ICESTORM_LC"]["used"] > 400
+    assert sum(v.get("lut", 0) for k, v in report["area_by_name"].items()
+               if k.startswith("pnr.engine")) > 300
 
 
 @pytest.mark.slow
@@ -111,5 +115,6 @@ def test_pnr_board(board, target, tmp_path_factory):
 def test_engine_meets_clock_goal(board, tmp_path_factory):
     """Issue 4 item 6 goals: UP5K >= 48 MHz (W = 8), ECP5-85F >= 160 MHz (W = 32)."""
     report = _board_build(board, "engine", tmp_path_factory)
+    assert report["fits"], report["utilization"]
     (fmax,) = report["fmax_mhz"].values()
     assert fmax >= BOARDS[board].target_mhz, report["critical_path"]
