@@ -47,13 +47,13 @@ class ModelMemory(wiring.Component):
     host_we : In(1)
     host_wdata : In(signed(32))
     host_rdata : Out(signed(32))
-        ``model[host_addr]`` ``HOST_READ_LATENCY`` = 2 clock edges after the address; one
-        address per cycle (pipelined).
+        ``model[host_addr]`` ``HOST_READ_LATENCY`` = 3 clock edges after the address (RAM,
+        register, lane multiplexer register); one address per cycle (pipelined).
 
     Engine writes take priority over host writes (the host writes only while idle).
     """
 
-    HOST_READ_LATENCY = 2
+    HOST_READ_LATENCY = 3
 
     def __init__(self, W, C_MAX):
         if W < 1 or W & (W - 1):
@@ -93,9 +93,11 @@ class ModelMemory(wiring.Component):
                      rp.en.eq(self.host_sel | self.eng_ren),
                      self.eng_rdata.eq(rp.data)]
 
-        # Host read: the lane of the row read one cycle ago, registered (latency 2).
+        # Host read: the RAM output goes straight into a register (its clock-to-out is the
+        # slowest thing on ECP5), then the W:1 lane multiplexer into host_rdata (latency 3).
         lane_r = Signal(range(W))
-        m.d.sync += lane_r.eq(host_lane)
-        rows = data.ArrayLayout(signed(MW), W)(rp.data)
-        m.d.sync += self.host_rdata.eq(rows[lane_r])
+        lane_r2 = Signal(range(W))
+        row_r = Signal(data.ArrayLayout(signed(MW), W))
+        m.d.sync += [lane_r.eq(host_lane), lane_r2.eq(lane_r), row_r.eq(rp.data),
+                     self.host_rdata.eq(row_r[lane_r2])]
         return m
