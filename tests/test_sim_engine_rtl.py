@@ -87,3 +87,16 @@ def test_rtl_matrix(q, mode):
             seed += 1
             check(Case(q=q, mode=mode, d=d, B=B, n=9, decay=seed % 3, l2=6 * (seed % 2),
                        gaps=0.3, epochs=2, seed=seed))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("W", [16, 64])
+def test_rtl_other_widths(W):
+    # one build per width; W = 64 exercises 64-bit stream words through the shim
+    config = EngineConfig(W=W, D_MAX=4 * W, B_MAX=4, BUF_DEPTH=2 * 4 * 4 * 32)
+    for i, case in enumerate([
+            Case(q=3, mode=0, d=2 * W + 2, B=2, n=6, gaps=0.3, seed=1),
+            Case(q=32, mode=1, d=W - 1, B=2, n=5, gaps=0.2, seed=2),
+            Case(q=8, mode=1, d=W, B=4, n=9, decay=1, l2=5, seed=3),
+            Case(q=1, mode=0, d=1, B=1, n=4, epochs=2, seed=4)]):
+        check(case, config)
