@@ -29,8 +29,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.lib.cdc import FFSynchronizer
 
 
-__all__ = ["BoardSpec", "BOARDS", "board_spec", "ice40_pll", "ecp5_pll", "PLLClocking", "SpramStore",
-           "EngineBoardTop", "SystemBoardTop", "make_top"]
+__all__ = ["BoardSpec", "BOARDS", "board_spec", "ice40_pll", "ecp5_pll", "PLLClocking",
+           "SpramStore", "EngineBoardTop", "SystemBoardTop", "make_top"]
 
 
 # --- PLL parameter searches --------------------------------------------------------------------
