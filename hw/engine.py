@@ -326,9 +326,14 @@ class Engine(wiring.Component):
         # ------------------------------------------------------------ S1: bits, T term
         g1, g2, g3, g4, g5 = gs[1:]
         d1, d2, d3, d4, d5 = ds[1:]
-        gbits = [Signal(W, name=f"gbits{i}") for i in range(1, 5)]
+        # G bits: the code buffer's output goes straight into a register (RAM clock-to-out),
+        # the stream/buffer choice is made in S2.
+        buf_r = Signal(W)
+        payload2 = Signal(W)
+        m.d.sync += [buf_r.eq(buf_rdata), payload2.eq(payload1)]
+        gbits = [Signal(W, name=f"gbits{i}") for i in range(2, 4)]
         dbits = [Signal(W, name=f"dbits{i}") for i in range(1, 6)]
-        m.d.comb += [gbits[0].eq(Mux(g1.frombuf, buf_rdata, payload1)), dbits[0].eq(payload1)]
+        m.d.comb += [gbits[0].eq(Mux(g2.frombuf, buf_r, payload2)), dbits[0].eq(payload1)]
         for chain in (gbits, dbits):
             for a, b in zip(chain, chain[1:]):
                 m.d.sync += b.eq(a)
@@ -346,7 +351,7 @@ class Engine(wiring.Component):
                 m.d.sync += shr[i].eq(Mux(self.l2_shift == 0, 0, x_r[i] >> self.l2_shift))
 
         # ------------------------------------------------------------ S3: accumulate
-        m.d.comb += [upd.acc.eq(g3.valid), upd.first.eq(g3.first), upd.bits.eq(gbits[2]),
+        m.d.comb += [upd.acc.eq(g3.valid), upd.first.eq(g3.first), upd.bits.eq(gbits[1]),
                      upd.term.eq(gterm.term), upd.nterm.eq(gterm.nterm), upd.shr.eq(shr)]
 
         # ------------------------------------------------------------ S4: subtract, D load
