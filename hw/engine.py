@@ -2,9 +2,10 @@
 
 docs/engine.md is the contract (stream layout, integer arithmetic, ports); docs/gateware.md
 describes the pipeline, its latency and widths. This module holds the top `Engine`: the pass
-parser (control), the word pipeline that carries each plane word with its tags, the code buffer
-of mode 1, the T registers, the label FIFO and the counters; the datapath blocks live beside it
-(`model_mem`, `update`, `dot`, `loss`, `scalar`).
+parser (control, with a grad cursor and a dot cursor), the word pipeline that carries each
+plane word with its tags, the code buffer of mode 1, the dot side's chunk register, the T
+registers, the label FIFO and the counters; the datapath blocks live beside it (`model_mem`,
+`update`, `dot`, `loss`, `scalar`).
 """
 
 from amaranth.hdl import Module, Signal, Mux, Cat, Const, Array, signed, unsigned, ResetInserter
@@ -72,10 +73,14 @@ class Engine(wiring.Component):
         ``model[model_addr]`` ``MODEL_READ_LATENCY`` clock edges after the address; one
         address per cycle.
 
-    Throughput: one stream word per cycle, except that a grad group waits until its T is
-    ready (``T_LATENCY`` cycles after the sample's last dot word) and a chunk's first word
-    waits while a write-back of the same chunk is in the first four pipeline stages (only
-    streams with very few words per pass meet either).
+    Throughput: one stream word per cycle (mode 1: one stream dot word and one replayed grad
+    word per cycle), except that a grad group waits until its T is ready (``T_LATENCY``
+    cycles after the sample's last dot word), a chunk's first word waits while a write-back of
+    the same chunk is in pipeline stages 1..5, and in mode 1 the dot side waits for the grad
+    side to finish the chunk (docs/gateware.md, "Stalls").
+
+    Latency: ``MODEL_READ_LATENCY`` = 3 for the model port; ``t_latency(W)`` from a sample's
+    last dot word to its T.
     """
 
     MODEL_READ_LATENCY = ModelMemory.HOST_READ_LATENCY
