@@ -7,15 +7,14 @@ segment per row, streams built exactly as training builds them (`zipml.reference
 quantize, pack), and writes rows::
 
     {"q", "quantizer", "d", "W", "B", "n", "words", "bits_in", "cycles", "stall_cycles",
-     "efficiency", "replay_words", "datapath_efficiency", "sim_seconds"}
+     "efficiency", "replay_words", "sim_seconds"}
 
 with ``bits_in = words * W`` (every stream bit: headers, labels, planes) and
 ``efficiency = bits_in / (W * cycles) = words / cycles`` over the epoch (the engine's own
 ``cycles`` counter: from the first word to idle). Single-sample quantizers (mode 1) replay each
-dot group from the code buffer as a grad group, one plane word per cycle, so their bus
-efficiency is bounded by about 1/2; ``datapath_efficiency = (words + replay_words) / cycles``
-counts the replayed plane words too (it can exceed 1 slightly where the engine replays while a
-header or labels arrive). The source never pauses, so every lost cycle
+dot group from the code buffer as a grad group (``replay_words``, beside the stream's dot
+words); the segment's last pass is replay only, which bounds their efficiency for short
+segments (docs/bench.md). The source never pauses, so every lost cycle
 is the engine's. It also writes the simulator's cycles per second, and merges Fmax and
 utilization from the place-and-route reports (``zipml build --json``: results/build_*.json,
 results/pnr_*.json)
@@ -132,13 +131,12 @@ def engine_rows(config: EngineConfig, *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds
         total_cycles += res.cycles
         total_seconds += dt
         # mode 1 replays every dot group from the code buffer as the next pass's grad group:
-        # those plane words occupy the datapath like stream words but never cross the bus
+        # plane words the engine processes that never cross the bus
         replay = n * -(-d // config.W) * regs.q if regs.mode == 1 else 0
         rows.append({**base, "words": int(res.words), "bits_in": int(res.words) * config.W,
                      "cycles": int(res.cycles), "stall_cycles": int(res.stall_cycles),
                      "efficiency": round(res.words / res.cycles, 5),
                      "replay_words": int(replay),
-                     "datapath_efficiency": round((res.words + replay) / res.cycles, 5),
                      "sim_seconds": round(dt, 4)})
         if progress:
             progress(i + 1, len(cases), rows[-1])
@@ -186,15 +184,13 @@ def _pnr_reports(paths):
 
 def _summary(rows):
     """Lowest efficiency per (W, quantizer, q, B) over d >= 256, for the goal of issue 4
-    (>= 0.97), bus and datapath."""
-    bus, dp = {}, {}
+    (>= 0.97)."""
+    bus = {}
     for r in rows:
         key = f"W{r['W']} {r['quantizer']} q{r['q']} B{r['B']}"
         if r["d"] >= 256:
             bus[key] = min(bus.get(key, 1.0), r["efficiency"])
-            dp[key] = min(dp.get(key, 1.0), r["datapath_efficiency"])
     return {"min_efficiency_d_ge_256": bus,
-            "min_datapath_efficiency_d_ge_256": dp,
             "meet_0.97": sorted(k for k, v in bus.items() if v >= 0.97),
             "miss_0.97": sorted(k for k, v in bus.items() if v < 0.97)}
 

@@ -9,8 +9,7 @@ from zipml.host import bench
 from zipml.reference import pack
 
 ENGINE_KEYS = {"q", "quantizer", "d", "W", "B", "n", "words", "bits_in", "cycles",
-               "stall_cycles", "efficiency", "replay_words", "datapath_efficiency",
-               "sim_seconds"}
+               "stall_cycles", "efficiency", "replay_words", "sim_seconds"}
 
 
 def test_bench_host_schema(tmp_path):
@@ -49,7 +48,5 @@ def test_bench_engine_cli_writes_rows(tmp_path):
         # mode 1 replays n * C * q plane words from the buffer
         C = -(-r["d"] // 32)
         assert r["replay_words"] == (5 * C * r["q"] if mode == 1 else 0)
-        assert r["datapath_efficiency"] == pytest.approx(
-            (r["words"] + r["replay_words"]) / r["cycles"], abs=1e-5)
     assert rep["simulator"]["cycles_per_s"] > 0
     assert rep["pnr"] == []
