@@ -91,7 +91,8 @@ class EngineSim:
     def write_model(self, words) -> None:
         """Write signed 32-bit model words from address 0 (engine must be idle)."""
         w = np.asarray(words)
-        if w.ndim != 1 or w.size > self.config.D_MAX or (w.size and not np.issubdtype(w.dtype, np.integer)):
+        if (w.ndim != 1 or w.size > self.config.D_MAX
+                or (w.size and not np.issubdtype(w.dtype, np.integer))):
             raise ValueError(f"model words must be a 1-D integer array of at most "
                              f"D_MAX={self.config.D_MAX} words, got {w.dtype} {w.shape}")
         w = w.astype(np.int64)
