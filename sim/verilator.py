@@ -9,8 +9,8 @@ One small module, generic over designs: it knows ports, clocks and streams, neve
   ``verilator --cc --exe --build`` and caches it under ``build/verilator/<hash>``, the hash
   covering the Verilog, the shim, the flags and the Verilator version.
 * :class:`Model` loads that library with ctypes: ``set``/``get`` ports by name, ``tick``,
-  ``wait``, and loops that run inside C++ (``stream``, ``read_seq``, ``write_seq``) so a
-  long stream costs one Python call, not one per cycle.
+  ``wait``, and loops that run inside C++ (``stream``, ``read_seq``, ``write_seq``, ``play``,
+  ``uart_read``) so a long stream costs one Python call, not one per cycle.
 
 The choice of this shim over pyverilator and its measured speed are in docs/simulation.md.
 
@@ -365,6 +365,8 @@ def _load(path: pathlib.Path) -> ctypes.CDLL:
         "zm_stream": ([vp, i32, i32, i32, p64, u64, u64, ctypes.c_double, u64, p64], i64),
         "zm_read_seq": ([vp, i32, i32, i32, u64, u64, p64], None),
         "zm_write_seq": ([vp, i32, i32, i32, u64, u64, p64], None),
+        "zm_play": ([vp, i32, p64, p64, u64], None),
+        "zm_uart_read": ([vp, i32, u64, ctypes.POINTER(ctypes.c_uint8), u64, u64, u64, u64], i64),
     }
     for name, (argtypes, restype) in sig.items():
         f = getattr(lib, name)
@@ -563,6 +565,45 @@ class Model:
         if signed and width < 64:
             v = np.where(v >= (1 << (width - 1)), v - (1 << width), v)
         return v
+
+    def play(self, name: str, levels, clocks) -> None:
+        """Drive input ``name`` with ``levels[k]`` for ``clocks[k]`` cycles each, in C++ (e.g. a
+        UART line as runs of equal bits). The last level stays on the port."""
+        i = self._idx(name, "input")
+        lv = np.ascontiguousarray(np.asarray(levels, dtype=np.uint64))
+        ck = np.ascontiguousarray(np.asarray(clocks, dtype=np.uint64))
+        if lv.shape != ck.shape or lv.ndim != 1:
+            raise ValueError("levels and clocks must be 1-D arrays of the same length")
+        p64 = ctypes.POINTER(ctypes.c_uint64)
+        self._lib.zm_play(self._h, i, lv.ctypes.data_as(p64), ck.ctypes.data_as(p64), lv.size)
+
+    def uart_read(self, name: str, divisor: int, *, max_bytes: int = 65536,
+                  first_timeout: int = 1_000_000, idle_timeout: int | None = None,
+                  stop_byte: int | None = None) -> bytes:
+        """Receive UART 8N1 bytes from output ``name`` (``divisor`` clocks per bit), in C++.
+
+        Waits up to ``first_timeout`` cycles for the first start bit and ``idle_timeout``
+        (default 20 byte times) for each next one; stops early after ``stop_byte`` when it
+        follows a different byte (a frame's closing flag).
+
+        Raises
+        ------
+        ValueError
+            On a framing error (start bit gone at mid-bit, or stop bit low).
+        """
+        i = self._idx(name)
+        if divisor < 2:
+            raise ValueError(f"divisor must be >= 2 clocks per bit, got {divisor}")
+        if idle_timeout is None:
+            idle_timeout = 200 * divisor
+        buf = (ctypes.c_uint8 * int(max_bytes))()
+        r = self._lib.zm_uart_read(self._h, i, int(divisor), buf, int(max_bytes),
+                                   int(first_timeout), int(idle_timeout),
+                                   256 if stop_byte is None else int(stop_byte) & 0xFF)
+        if r < 0:
+            raise ValueError(f"UART framing error on {name} after {-r - 1} bytes "
+                             f"(cycle {self.cycles})")
+        return bytes(buf[:r])
 
     def write_seq(self, addr: str, data: str, we: str, values, *, start: int = 0) -> None:
         """Write ``values`` through a memory port, one word per cycle from address ``start``."""

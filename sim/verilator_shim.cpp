@@ -219,4 +219,51 @@ void zm_write_seq(void* h, int addr, int data, int we, uint64_t start, uint64_t 
     zm_port_set64(t, we, 0);
 }
 
+// Play a waveform on input `port`: levels[k] for clocks[k] cycles, k = 0..n-1 (a serial line,
+// a strobe pattern).  The last level stays on the port.
+void zm_play(void* h, int port, const uint64_t* levels, const uint64_t* clocks, uint64_t n) {
+    Sim* s = static_cast<Sim*>(h);
+    Model* t = s->top.get();
+    for (uint64_t k = 0; k < n; k++) {
+        zm_port_set64(t, port, levels[k]);
+        for (uint64_t c = 0; c < clocks[k]; c++) { settle(s); edge(s); }
+    }
+}
+
+// UART 8N1 receiver on output `port` with `div` clocks per bit: up to max_bytes bytes into out.
+// Waits at most first_timeout cycles for the first start bit and idle_timeout cycles for each
+// later one; stops after a byte equal to stop_byte (if stop_byte < 256) that follows a
+// different byte.  Bits are sampled mid-bit.  Returns the bytes received, or -(k+1) on a
+// framing error after k bytes (stop bit low or start bit gone at mid-bit).
+int64_t zm_uart_read(void* h, int port, uint64_t div, uint8_t* out, uint64_t max_bytes,
+                     uint64_t first_timeout, uint64_t idle_timeout, uint64_t stop_byte) {
+    Sim* s = static_cast<Sim*>(h);
+    Model* t = s->top.get();
+    uint64_t k = 0;
+    while (k < max_bytes) {
+        uint64_t limit = k ? idle_timeout : first_timeout, waited = 0;
+        for (;;) {
+            settle(s);
+            if (zm_port_get64(t, port) == 0) break;
+            if (waited++ >= limit) return (int64_t)k;
+            edge(s);
+        }
+        for (uint64_t c = 0; c < div / 2; c++) { settle(s); edge(s); }
+        settle(s);
+        if (zm_port_get64(t, port) != 0) return -(int64_t)k - 1;
+        uint8_t b = 0;
+        for (int i = 0; i < 8; i++) {
+            for (uint64_t c = 0; c < div; c++) { settle(s); edge(s); }
+            settle(s);
+            b |= (uint8_t)((zm_port_get64(t, port) & 1) << i);
+        }
+        for (uint64_t c = 0; c < div; c++) { settle(s); edge(s); }
+        settle(s);
+        if (zm_port_get64(t, port) != 1) return -(int64_t)k - 1;
+        out[k++] = b;
+        if (stop_byte < 256 && b == stop_byte && k > 1 && out[k - 2] != stop_byte) break;
+    }
+    return (int64_t)k;
+}
+
 }  // extern "C"

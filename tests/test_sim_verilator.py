@@ -6,7 +6,7 @@ Expected values are computed here from the words sent, never read back from the 
 
 import numpy as np
 import pytest
-from amaranth import Cat, Module, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -142,3 +142,71 @@ def test_build_is_cached(model):
     v = V.to_verilog(StreamAcc(), "stream_acc")
     assert V.build(v, "stream_acc") == model.path
     assert (model.path / "libzm.so").exists()
+
+
+MESSAGE = [0x55, 0x00, 0xFF, 0x7E, 0x12, 0x7E]
+
+
+class UartTx(wiring.Component):
+    """Sends MESSAGE as UART 8N1 (``div`` clocks per bit) once ``go`` has been seen high,
+    with a one-bit idle gap after the fourth byte."""
+
+    def __init__(self, div=4):
+        self.div = div
+        super().__init__({"go": In(1), "tx": Out(1, init=1)})
+
+    def elaborate(self, platform):
+        from amaranth import Array, Const
+        m = Module()
+        rom = Array(Const(b, 8) for b in MESSAGE)
+        idx = Signal(range(len(MESSAGE) + 1))
+        bit = Signal(range(12))           # 0 start, 1..8 data, 9 stop, 10 gap
+        cnt = Signal(range(self.div))
+        busy = Signal()
+        with m.If(self.go & ~busy & (idx == 0)):
+            m.d.sync += [busy.eq(1), bit.eq(0), cnt.eq(0)]
+        with m.If(busy):
+            byte = rom[idx]
+            with m.Switch(bit):
+                with m.Case(0):
+                    m.d.comb += self.tx.eq(0)
+                for i in range(8):
+                    with m.Case(i + 1):
+                        m.d.comb += self.tx.eq(byte.bit_select(i, 1))
+                with m.Default():
+                    m.d.comb += self.tx.eq(1)
+            m.d.sync += cnt.eq(cnt + 1)
+            with m.If(cnt == self.div - 1):
+                m.d.sync += cnt.eq(0)
+                last_bit = Signal(4)
+                m.d.comb += last_bit.eq(Mux(idx == 3, 10, 9))
+                with m.If(bit == last_bit):
+                    m.d.sync += [bit.eq(0), idx.eq(idx + 1)]
+                    with m.If(idx == len(MESSAGE) - 1):
+                        m.d.sync += busy.eq(0)
+                with m.Else():
+                    m.d.sync += bit.eq(bit + 1)
+        with m.Else():
+            m.d.comb += self.tx.eq(1)
+        return m
+
+
+def test_play_and_uart_read():
+    with V.Model(UartTx(div=4), "uart_tx_probe") as m:
+        m.reset()
+        assert m.uart_read("tx", 4, first_timeout=50) == b""        # silent before go
+        m.play("go", [0, 1, 0], [3, 1, 1])
+        first = m.uart_read("tx", 4, stop_byte=0x7E, first_timeout=100)
+        assert list(first) == MESSAGE[:4]
+        rest = m.uart_read("tx", 4, stop_byte=0x7E, first_timeout=100)
+        assert list(rest) == MESSAGE[4:]
+        assert m.uart_read("tx", 4, first_timeout=200) == b""
+    # sampling at the wrong rate must not pass as the message
+    with V.Model(UartTx(div=4), "uart_tx_probe") as m:
+        m.reset()
+        m.play("go", [1, 0], [1, 1])
+        try:
+            got = m.uart_read("tx", 6, first_timeout=100)
+        except ValueError:
+            got = None
+        assert got is None or list(got) != MESSAGE
