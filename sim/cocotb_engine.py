@@ -167,11 +167,20 @@ if _IN_SIM:
             self.gaps = 0
             self.valid.value = 0
 
-        async def send(self, words, gap_prob: float):
+        async def send(self, words, gap_prob: float, max_cycles: int | None = None):
+            """Send every word; AssertionError if the sink has not taken them all within
+            ``max_cycles`` (default 1000 per word + 10 000), so a stuck ready fails the case
+            instead of hanging the simulation."""
+            if max_cycles is None:
+                max_cycles = 1000 * len(words) + 10_000
             up = False
             last = None
             i = 0
+            cycles = 0
             while i < len(words):
+                cycles += 1
+                assert cycles <= max_cycles, \
+                    f"engine took only {i} of {len(words)} words in {max_cycles} cycles"
                 await FallingEdge(self.clk)
                 if not up:
                     if gap_prob and self.rng.random() < gap_prob:
