@@ -8,7 +8,7 @@ BOARD  ?= icebreaker
 PYTEST_ARGS ?=
 
 
-.PHONY: install demo test test-slow bench bitstream clean
+.PHONY: install demo test test-slow bench bench-host pnr bitstream flash clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job: train a bundled real dataset and write the loss plot.
+# The main job: train a bundled real dataset on the simulated board (the board system in
+# Verilator, over the framed UART link) and write the loss plot and figures.
 demo: $(STAMP)
-	$(VENV)/bin/zipml demo --out results/demo
+	$(VENV)/bin/zipml demo --backend sim --out results/demo
 
 # The test suite CI runs: everything but the `slow` matrices.
 test: $(STAMP)
@@ -31,10 +32,20 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/zipml bench engine --json results/bench_engine.json
+	$(VENV)/bin/zipml bench engine --json results/bench_engine.json --md results/bench_engine.md
+
+bench-host: $(STAMP)
+	$(VENV)/bin/zipml bench host --json results/bench_host.json
+
+# Timing of the engine alone (LFSR-fed top), per board.
+pnr: $(STAMP)
+	$(VENV)/bin/zipml build --board $(BOARD) --target engine --json results/pnr_$(BOARD)_engine.json
 
 bitstream: $(STAMP)
 	$(VENV)/bin/zipml build --board $(BOARD) --json results/build_$(BOARD).json
+
+flash: $(STAMP)
+	$(VENV)/bin/zipml flash --board $(BOARD)
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -390,7 +390,11 @@ def cmd_demo(args) -> int:
                                                      dataset=ds)
         doc = result_json(prepared, resolved, result, secs)
         runs.append(doc)
-        label = "full (float64)" if quant == "full" else f"{quant} q={args.bits}"
+        if quant == "full":
+            # the reference trains in float64; the engine backends run `full` as q = 32 fixed point
+            label = "full (float64)" if args.backend == "reference" else "full (q=32 fixed)"
+        else:
+            label = f"{quant} q={args.bits}"
         curves[label] = doc["mse"]
         print(_summary(doc))
     from .plot import plot_losses
