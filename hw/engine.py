@@ -162,6 +162,7 @@ class Engine(wiring.Component):
         kd, sd, pd = Signal(range(C_MAX)), Signal(4), Signal(6)
         g_done, d_done = Signal(), Signal()
         d_started = Signal()                            # D has issued a word of chunk kd
+        kd_next = Signal(range(C_MAX + 1))              # kd + 1, kept to spare an adder
         lab_w = Signal(range(LW))
         lab_n = Signal(4)
         lab_acc = Signal(MW)
@@ -220,7 +221,7 @@ class Engine(wiring.Component):
         # G may issue: T ready, its chunk read safe, and (mode 1) at most one chunk ahead of D
         # so that x_next is taken by D before G writes the next one.
         g_ok = ((sg < n_t) & ~(g_first & pending_wb(kg))
-                & ((kg == kd) | d_done | (mode1 & (kg == kd + 1) & (d_started | d_issue1))))
+                & ((kg == kd) | d_done | (mode1 & (kg == kd_next) & (d_started | d_issue1))))
 
         # label FIFO of B_MAX: the labels of the next pass wait (rarely) for the finals of this one
         lab_ok = (state != _State.LABEL) | labels.w_rdy
@@ -266,7 +267,7 @@ class Engine(wiring.Component):
         with m.If(take & (state == _State.HEADER)):
             nd, ng = payload[0:4], payload[4:8]
             m.d.sync += [n_dot.eq(nd), n_grad.eq(ng), kg.eq(0), sg.eq(0), pg.eq(0),
-                         kd.eq(0), sd.eq(0), pd.eq(0), d_started.eq(0),
+                         kd.eq(0), kd_next.eq(1), sd.eq(0), pd.eq(0), d_started.eq(0),
                          g_done.eq(ng == 0), d_done.eq(nd == 0),
                          lab_w.eq(0), lab_n.eq(0), wh.eq(~wh), wcnt.eq(0), rcnt.eq(0)]
             with m.If(nd != 0):
@@ -299,7 +300,7 @@ class Engine(wiring.Component):
                     with m.If(kd == c_last):
                         m.d.sync += d_done.eq(1)
                     with m.Else():
-                        m.d.sync += kd.eq(kd + 1)
+                        m.d.sync += [kd.eq(kd_next), kd_next.eq(kd_next + 1)]
         # the pass ends when both cursors are done
         g_fin = g_done | (g_go & g_end)
         d_fin = d_done | (d_go & d_end)
@@ -311,9 +312,16 @@ class Engine(wiring.Component):
             m.submodules.buf = buf = Memory(shape=W, depth=self.BUF_DEPTH, init=[])
             bw = buf.write_port()
             br = buf.read_port(transparent_for=())
+            # The write is made one cycle after the issue from registers, so the issue logic
+            # (which depends on i_stream.valid) does not drive the RAMs' write enables; the
+            # next pass reads this half two cycles later at the earliest.
+            bw_addr = Signal.like(bw.addr)
+            bw_data = Signal(W)
+            bw_en = Signal()
+            m.d.sync += [bw_addr.eq(Mux(wh, half, 0) + wcnt), bw_data.eq(payload),
+                         bw_en.eq(d_go & mode1)]
             m.d.comb += [
-                bw.addr.eq(Mux(wh, half, 0) + wcnt), bw.data.eq(payload),
-                bw.en.eq(d_go & mode1),
+                bw.addr.eq(bw_addr), bw.data.eq(bw_data), bw.en.eq(bw_en),
                 br.addr.eq(Mux(wh, 0, half) + rcnt), br.en.eq(1),
                 buf_rdata.eq(br.data),
             ]
@@ -321,9 +329,10 @@ class Engine(wiring.Component):
         # ------------------------------------------------------------ S0 -> S1
         payload1 = Signal(W)
         m.d.sync += payload1.eq(payload)
-        # one chunk read per cycle at most: G's chunks, or D's in a pass without grads
-        m.d.comb += [mem.eng_raddr.eq(Mux(n_grad == 0, kd, kg)),
-                     mem.eng_ren.eq((g_go & g_first) | (d_go & d_first & (n_grad == 0))),
+        # The RAM reads the cursor's chunk every cycle (address from registers, enable
+        # constant: no issue logic on the RAMs' pins); a chunk's first word uses the row read in
+        # its issue cycle. G's chunks, or D's in a pass without grads.
+        m.d.comb += [mem.eng_raddr.eq(Mux(n_grad == 0, kd, kg)), mem.eng_ren.eq(1),
                      mem.host_sel.eq(state == _State.HEADER)]
         t_sel = Signal(signed(MW))
         m.d.sync += t_sel.eq(T[sg])
