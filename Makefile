@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= dev,boards
+EXTRAS ?= dev,boards,data
 BOARD  ?= icebreaker
 PYTEST_ARGS ?=
 

@@ -67,10 +67,11 @@ class PnrTop(Elaboratable):
     LFSR bit, so the input sees random gaps.
     """
 
-    def __init__(self, W, D_MAX, B_MAX, BUF_DEPTH, *, engine_cls=None):
+    def __init__(self, W, D_MAX, B_MAX, BUF_DEPTH, *, engine_cls=None, **options):
         if engine_cls is None:
             from .engine import Engine as engine_cls
-        self.params = dict(W=W, D_MAX=D_MAX, B_MAX=B_MAX, BUF_DEPTH=BUF_DEPTH)
+        # options: further engine synthesis options (e.g. L2=False for a build without shrink)
+        self.params = dict(W=W, D_MAX=D_MAX, B_MAX=B_MAX, BUF_DEPTH=BUF_DEPTH, **options)
         self.engine = engine_cls(**self.params)
         self.led = Signal()
         self.reduce_latency = 0
