@@ -13,6 +13,7 @@ import numpy as np
 
 from ..reference import engine_job as job
 from ..reference.golden import EngineConfig
+from .backends import report
 
 __all__ = ["engine_job_for", "train_golden", "train_rtl", "train_engine"]
 
@@ -99,7 +100,7 @@ def train_engine(prepared, options, progress=None, *, runner, config: EngineConf
             stalls += int(res.stall_cycles or 0)
         err = _mse(prepared, job.float_model(X))
         mse.append(err)
-        _report(progress, e, err)
+        report(progress, e, err)
     x = job.float_model(X)
     return TrainResult(
         mse=mse, model=_user_model(prepared, x), model_raw=[int(v) for v in X],
@@ -137,12 +138,3 @@ def _mse(prepared, x):
 
 def _user_model(prepared, x):
     return np.asarray(prepared.to_user(x), dtype=np.float64).tolist()
-
-
-def _report(progress, epoch, mse):
-    if progress is None:
-        return
-    if callable(progress):
-        progress(epoch, mse)
-    elif hasattr(progress, "update"):
-        progress.update(1)
