@@ -376,7 +376,10 @@ class Engine(wiring.Component):
         # The dot side's chunk register: from memory (pass without grads), else the chunk's
         # written-back words: in stage 5 now (the write-back one stage ahead) or in x_next.
         x_dot = Signal(row)
-        bypass = g5.valid & g5.wb & (g5.k == d4.k)
+        # "the write-back in S5 is D's chunk", decided a stage early from S4/S3 and registered:
+        # it selects 32*W multiplexers, so it leaves a flip-flop (ECP5 critical path otherwise)
+        bypass = Signal()
+        m.d.sync += bypass.eq(g4.valid & g4.wb & (g4.k == d3.k))
         with m.If(d4.valid & d4.first):
             m.d.sync += x_dot.eq(Mux(d4.ram, x_r3, Mux(bypass, upd.x_new, upd.x_next)))
 
