@@ -289,8 +289,10 @@ def result_json(prepared, options, result, seconds):
 
 
 def _summary(doc) -> str:
+    # `full` ignores --bits: float64 on the reference, q = 32 fixed point on the engine
+    precision = "" if doc["quantizer"] == "full" else f" q={doc['bits']}"
     lines = [f"{doc['dataset']}: n={doc['n']} d={doc['d']} {doc['model_type']} "
-             f"{doc['quantizer']} q={doc['bits']} on {doc['backend']}, {doc['epochs']} epochs "
+             f"{doc['quantizer']}{precision} on {doc['backend']}, {doc['epochs']} epochs "
              f"in {doc['seconds']:.2f} s",
              f"  final MSE {doc['mse'][-1]:.6g} (user units)"]
     if "optimum_mse" in doc:
