@@ -47,6 +47,7 @@ import time
 import numpy as np
 
 from ..reference.golden import EngineConfig
+from .files import write_json
 
 __all__ = ["CONFIGS", "QUANTIZERS", "engine_rows", "bench_engine", "bench_host", "main"]
 
@@ -398,7 +399,7 @@ def main(argv=None) -> int:
             path = pathlib.Path(args.json)
             rep = json.loads(path.read_text())
             rep["pnr"] = _pnr_reports(args.reports or _default_pnr_paths())
-            path.write_text(json.dumps(rep, indent=1) + "\n")
+            write_json(path, rep)
             for r in rep["pnr"]:
                 print(f"{r.get('board')} {r.get('target')}: Fmax {r.get('fmax_mhz')}",
                       file=sys.stderr)
@@ -412,13 +413,10 @@ def main(argv=None) -> int:
     except (ValueError, RuntimeError, TimeoutError) as exc:
         print(f"zipml bench: error: {exc}", file=sys.stderr)
         return 1
-    text = json.dumps(rep, indent=1)
     if args.json:
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
+        write_json(args.json, rep)
     else:
-        print(text)
+        print(json.dumps(rep, indent=1))
     return 0
 
 

@@ -433,11 +433,9 @@ def main(argv=None):
     except (ToolchainError, ValueError, RuntimeError) as exc:
         print(f"zipml build: error: {exc}", file=sys.stderr)
         return 1
-    text = json.dumps(report, indent=2)
     if args.json:
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
+        from ..host.files import write_json
+        write_json(args.json, report, indent=2)
     if not report["fits"]:
         over = ", ".join(f"{bel} {u['used']}/{u['available']}"
                          for bel, u in report["utilization"].items() if u["percent"] > 100)
@@ -450,7 +448,7 @@ def main(argv=None):
           f"{'met' if report['timing_met'] else 'MISSED'}); bitstream {report['bitstream']}; "
           f"{report['seconds']} s", file=sys.stderr)
     if not args.json:
-        print(text)
+        print(json.dumps(report, indent=2))
     return 0
 
 
