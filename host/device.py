@@ -51,9 +51,16 @@ class Device:
     Attributes
     ----------
     params : dict
-        The board's synthesis parameters read at open: ``W``, ``D_MAX``, ``B_MAX``,
-        ``STORE_DEPTH``, ``max_payload``, ``clk_hz``, ``divisor``.
+        The board's build read at open: ``W``, ``D_MAX``, ``B_MAX``, ``BUF_DEPTH``,
+        ``STORE_DEPTH``, ``max_payload``, ``clk_hz``, ``divisor`` (the ``param_*`` registers)
+        and, from register ``caps``, ``L2`` (bool) and ``ARCH`` (``parallel`` or ``serial``).
     stats : LinkStats
+
+    Raises
+    ------
+    DeviceError
+        At open: not a zipml board, another protocol version, an engine architecture this host
+        does not know, or a UART rate other than the transport's.
     """
 
     def __init__(self, transport, timeout=0.05, retries=4):
@@ -79,7 +86,18 @@ class Device:
             "clk_hz": self.read_reg("param_clk_hz"),
             "divisor": self.read_reg("param_divisor"),
         }
+        try:
+            self.params.update(P.decode_caps(self.read_reg("caps")))
+        except ValueError as e:
+            raise DeviceError(str(e)) from None
         self.W = self.params["W"]
+        clk, div = self.params["clk_hz"], self.params["divisor"]
+        baud = getattr(transport, "baud", None)
+        # A UART tolerates a few percent; past the bitstream's own 2% the link drops bytes.
+        if baud and abs(baud - clk / div) > 0.02 * clk / div:
+            raise DeviceError(f"the bitstream's UART runs at {clk / div:.0f} baud ({clk} Hz / "
+                              f"{div}), the port at {baud}: open it at {round(clk / div)} baud "
+                              f"(--baud)")
 
     # ------------------------------------------------------------------ transactions
     def _receive(self):
@@ -153,12 +171,46 @@ class Device:
 
     def write_reg(self, name, value):
         r = self._reg(name)
-        if r.access is not P.Access.RW:
-            raise ValueError(f"register {name!r} is read-only")
         value = int(value)
-        if not 0 <= value <= r.mask:
-            raise ValueError(f"register {name!r} is {r.width} bits: {value} does not fit")
+        self._check_write(r, value)
         self.transact(C.WRITE_REG, bytes([r.addr]) + value.to_bytes(4, "little"))
+
+    def _check_write(self, r, value):
+        """The one host-side judgement of a register value: writable, fits, and not ignored by
+        this build (``Register.requires``)."""
+        if r.access is not P.Access.RW:
+            raise ValueError(f"register {r.name!r} is read-only")
+        if not 0 <= value <= r.mask:
+            raise ValueError(f"register {r.name!r} is {r.width} bits: {value} does not fit")
+        if value and r.requires is not None and not self.params[r.requires]:
+            raise ValueError(f"this board's engine was built without {r.requires} (register "
+                             f"caps), so it would ignore {r.name}={value}: "
+                             f"{_NEEDS.get(r.requires, r.requires)}")
+
+    def engine_config(self):
+        """The board's engine build as a `zipml.reference.golden.EngineConfig`, for building
+        jobs that fit it (`zipml.reference.engine_job.EngineJob.build` refuses a d, B or
+        mode-1 buffer the build cannot take)."""
+        from zipml.reference.golden import EngineConfig
+        p = self.params
+        kw = dict(W=p["W"], D_MAX=p["D_MAX"], B_MAX=p["B_MAX"], BUF_DEPTH=p["BUF_DEPTH"])
+        if p["ARCH"] != "parallel":
+            kw["ARCH"] = p["ARCH"]
+        return EngineConfig(**kw)
+
+    def check_job(self, config, regs):
+        """Refuse, before anything is sent, a job built for another engine or with a register
+        this build cannot honour (`_check_write`). ``config`` is the job's `EngineConfig`,
+        ``regs`` its `EngineRegs`."""
+        p = self.params
+        mine = (p["W"], p["D_MAX"], p["B_MAX"], p["BUF_DEPTH"], p["ARCH"])
+        theirs = (config.W, config.D_MAX, config.B_MAX, config.BUF_DEPTH,
+                  getattr(config, "ARCH", "parallel"))
+        if mine != theirs:
+            raise DeviceError(f"the board's engine is W, D_MAX, B_MAX, BUF_DEPTH, ARCH = {mine}, "
+                              f"the job was built for {theirs}")
+        for r in P.ENGINE_REGISTERS:
+            self._check_write(r, int(getattr(regs, r.engine)))
 
     def configure(self, **regs):
         """Write engine registers by name (``q``, ``mode``, ``d``, ``step``, ...)."""
@@ -174,12 +226,18 @@ class Device:
         return {"idle": bool(s & P.STATUS_IDLE), "overflow": bool(s & P.STATUS_OVERFLOW),
                 "replay": bool(s & P.STATUS_REPLAY)}
 
+    def read_counter(self, name):
+        """Engine counter ``name`` (``cycles``, ``samples``, ``words``, ``stall_cycles``).
+
+        The low word first: its read latches the high word on the board, so the value is the
+        counter at one clock even while the engine runs."""
+        lo, hi = P.COUNTERS[name]
+        low = self.read_reg(lo.name)
+        return low | self.read_reg(hi.name) << 32
+
     def counters(self):
         """Engine counters and link health, as plain ints."""
-        out = {}
-        for name in ("cycles", "samples", "words", "stall"):
-            out[name if name != "stall" else "stall_cycles"] = (
-                self.read_reg(f"{name}_lo") | self.read_reg(f"{name}_hi") << 32)
+        out = {name: self.read_counter(name) for name in P.COUNTERS}
         out["overflow"] = self.status()["overflow"]
         for name in ("rx_ok", "rx_bad", "rx_overrun", "rx_uart_err", "replay_done"):
             out[name] = self.read_reg(name)
@@ -296,6 +354,10 @@ _HINTS = {
     S.BUSY: "engine not idle, not enabled, or a replay is running",
 }
 
+# What a job needing a build option asks for, to say in the refusal.
+_NEEDS = {"L2": "L2 regularization (--lam > 0) needs a bitstream built with L2; train with "
+                "--lam 0 on this board"}
+
 
 # ---------------------------------------------------------------------- backends
 class DeviceRunner:
@@ -320,19 +382,14 @@ class DeviceRunner:
     def __call__(self, config, regs, words, init_model=None):
         from zipml.reference.golden import EngineResult
         dev = self.device
-        p = dev.params
-        mine = (p["W"], p["D_MAX"], p["B_MAX"], p["BUF_DEPTH"])
-        theirs = (config.W, config.D_MAX, config.B_MAX, config.BUF_DEPTH)
-        if mine != theirs:
-            raise DeviceError(f"the board's engine is W, D_MAX, B_MAX, BUF_DEPTH = {mine}, the "
-                              f"job was built for {theirs}")
+        dev.check_job(config, regs)
         words = np.asarray(words, dtype=np.uint64)
         dev.set_ctrl(enable=False)
-        for name in ("q", "mode", "d", "step", "step_shift", "decay_shift", "n_epoch", "l2_shift"):
-            v = int(getattr(regs, name))
-            if self._regs.get(name) != v:
-                dev.write_reg(name, v)
-                self._regs[name] = v
+        for r in P.ENGINE_REGISTERS:
+            v = int(getattr(regs, r.engine))
+            if self._regs.get(r.name) != v:
+                dev.write_reg(r.name, v)
+                self._regs[r.name] = v
         init = (np.zeros(regs.d, dtype=np.int64) if init_model is None
                 else np.asarray(init_model, dtype=np.int64))
         if self._model is None or not np.array_equal(self._model, init):
@@ -360,11 +417,8 @@ class DeviceRunner:
 
 def _train_on(device, prepared, options, progress, config, backend):
     from zipml.host.backend_engine import train_engine
-    from zipml.reference.golden import EngineConfig
     if config is None:
-        p = device.params
-        config = EngineConfig(W=p["W"], D_MAX=p["D_MAX"], B_MAX=p["B_MAX"],
-                              BUF_DEPTH=p["BUF_DEPTH"])
+        config = device.engine_config()
     runner = DeviceRunner(device, replay=bool(getattr(options, "replay", False)))
     result = train_engine(prepared, options, progress, runner=runner, config=config,
                           backend=backend)

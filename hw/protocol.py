@@ -33,7 +33,8 @@ __all__ = [
     "FLAG", "ESC", "ESC_XOR", "HEADER_BYTES", "CRC_BYTES", "MAX_PAYLOAD", "VERSION", "ID_MAGIC",
     "ACK", "Command", "Status", "Access", "Register", "REGISTERS", "REGISTER_BY_NAME",
     "REGISTER_BY_ADDR", "ENGINE_REGISTERS", "CTRL_ENABLE", "CTRL_CLEAR", "CTRL_STOP",
-    "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_REPLAY",
+    "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_REPLAY", "CAPS_L2", "CAPS_ARCH_SHIFT",
+    "CAPS_ARCH_BITS", "ARCH_NAMES", "caps_value", "decode_caps", "COUNTERS",
     "crc16", "stuff", "unstuff", "encode_frame", "Frame", "FrameError", "FrameParser",
     "EFFECT_COMMANDS",
 ]
@@ -47,7 +48,8 @@ CRC_BYTES = 2
 # the 10-byte framing and 9-byte ack at ~7% of the wire, and fit one iCE40 EBR (+2 CRC bytes
 # would not: the receive buffer is MAX_PAYLOAD + CRC_BYTES deep, which Yosys rounds to 512).
 MAX_PAYLOAD = 256
-VERSION = 1
+# 2: counter high halves latched by the low half's read; register `caps`
+VERSION = 2
 ID_MAGIC = 0x5A4D0000 | VERSION  # "ZM" << 16 | protocol version, register `id`
 
 ACK = 0x80  # response cmd = command | ACK
@@ -110,7 +112,10 @@ class Register:
 
     ``width`` is the number of meaningful low bits; writes keep only those. ``engine`` names
     the `zipml.hw.engine.Engine` port the register drives or reads (``None`` for registers of
-    the system itself); ``part`` selects the 32-bit half of a wider engine counter.
+    the system itself); ``part`` selects the 32-bit half of a wider engine counter: reading
+    part 0 latches the counter's high bits, which part 1 then returns (`COUNTERS`).
+    ``requires`` names the build option (a key of `decode_caps`) without which the engine
+    ignores the register: a build without it treats the register as 0.
     """
 
     name: str
@@ -120,6 +125,7 @@ class Register:
     doc: str
     engine: str | None = None
     part: int = 0
+    requires: str | None = None
 
     @property
     def mask(self):
@@ -138,6 +144,48 @@ STATUS_IDLE = 1 << 0          # engine idle: no pass in progress, nothing in fli
 STATUS_OVERFLOW = 1 << 1      # engine sticky overflow
 STATUS_REPLAY = 1 << 2        # sample store replay running
 
+# CAPS: what this build can do beyond the numbers of the param_* registers.
+CAPS_L2 = 1 << 0              # the engine has the L2 shrink (else `l2_shift` is ignored)
+CAPS_ARCH_SHIFT = 8           # engine architecture code, bits 8..11
+CAPS_ARCH_BITS = 4
+#: engine architecture code -> name (`zipml.reference.golden.EngineConfig.ARCH`); the engine
+#: class states its code as ``ARCH_CODE`` (default 0)
+ARCH_NAMES = ("parallel", "serial")
+
+
+def caps_value(L2, arch_code):
+    """The ``caps`` register of a build with (``L2``, architecture code ``arch_code``)."""
+    if not 0 <= arch_code < 1 << CAPS_ARCH_BITS:
+        raise ValueError(f"architecture code must be 0..{(1 << CAPS_ARCH_BITS) - 1}, "
+                         f"got {arch_code!r}")
+    return (CAPS_L2 if L2 else 0) | arch_code << CAPS_ARCH_SHIFT
+
+
+def decode_caps(value):
+    """``{"L2": bool, "ARCH": name}`` from a ``caps`` register value.
+
+    Raises
+    ------
+    ValueError
+        For an architecture code this host does not know (a bitstream newer than the host).
+    """
+    code = value >> CAPS_ARCH_SHIFT & ((1 << CAPS_ARCH_BITS) - 1)
+    if code >= len(ARCH_NAMES):
+        raise ValueError(f"the board's engine architecture code {code} is unknown to this host "
+                         f"(known: {', '.join(f'{i} {n}' for i, n in enumerate(ARCH_NAMES))}); "
+                         f"update zipml")
+    return {"L2": bool(value & CAPS_L2), "ARCH": ARCH_NAMES[code]}
+
+
+def _counter(name, addr, engine, doc):
+    """An engine counter wider than 32 bits as two registers: the low word at ``addr``, whose
+    read latches the high word that ``addr + 1`` returns."""
+    return (Register(f"{name}_lo", addr, 32, _RO, f"{doc}, low word", engine=engine, part=0),
+            Register(f"{name}_hi", addr + 1, 32, _RO,
+                     f"{doc}, high word latched by the last {name}_lo read", engine=engine,
+                     part=1))
+
+
 REGISTERS = (
     Register("id", 0x00, 32, _RO, "ID_MAGIC: 'ZM' << 16 | protocol version"),
     Register("param_w", 0x01, 32, _RO, "W, stream width and lanes"),
@@ -148,6 +196,7 @@ REGISTERS = (
     Register("param_clk_hz", 0x06, 32, _RO, "system clock frequency in Hz"),
     Register("param_divisor", 0x07, 32, _RO, "UART clocks per bit"),
     Register("param_buf_depth", 0x0A, 32, _RO, "BUF_DEPTH, engine code buffer words"),
+    Register("caps", 0x0B, 32, _RO, "bit 0 L2 shrink built; bits 8..11 engine architecture code"),
     Register("ctrl", 0x08, 3, _RW, "bit 0 enable, bit 1 clear (strobe), bit 2 stop replay (strobe)"),
     Register("status", 0x09, 3, _RO, "bit 0 engine idle, 1 overflow, 2 replay running"),
     # Engine run-time registers, docs/engine.md.
@@ -158,18 +207,13 @@ REGISTERS = (
     Register("step_shift", 0x14, 6, _RW, "step exponent", engine="step_shift"),
     Register("decay_shift", 0x15, 5, _RW, "0 constant step", engine="decay_shift"),
     Register("n_epoch", 0x16, 32, _RW, "samples per epoch, for the step decay", engine="n_epoch"),
-    Register("l2_shift", 0x17, 6, _RW, "0 no L2 shrink", engine="l2_shift"),
-    # Engine counters (read while idle; the two halves are not latched together).
-    Register("cycles_lo", 0x20, 32, _RO, "enabled cycles since clear, low word", engine="cycles", part=0),
-    Register("cycles_hi", 0x21, 32, _RO, "enabled cycles since clear, high word", engine="cycles", part=1),
-    Register("samples_lo", 0x22, 32, _RO, "dot groups completed, low word", engine="samples", part=0),
-    Register("samples_hi", 0x23, 32, _RO, "dot groups completed, high word", engine="samples", part=1),
-    Register("words_lo", 0x24, 32, _RO, "stream words consumed, low word", engine="words", part=0),
-    Register("words_hi", 0x25, 32, _RO, "stream words consumed, high word", engine="words", part=1),
-    Register("stall_lo", 0x26, 32, _RO, "enabled cycles with input not ready, low word",
-             engine="stall_cycles", part=0),
-    Register("stall_hi", 0x27, 32, _RO, "enabled cycles with input not ready, high word",
-             engine="stall_cycles", part=1),
+    Register("l2_shift", 0x17, 6, _RW, "0 no L2 shrink", engine="l2_shift", requires="L2"),
+    # Engine counters: read the low word first; its read latches the high word, which the next
+    # read of the high word returns, so a counter read while the engine runs is never torn.
+    *_counter("cycles", 0x20, "cycles", "enabled cycles since clear"),
+    *_counter("samples", 0x22, "samples", "dot groups completed"),
+    *_counter("words", 0x24, "words", "stream words consumed"),
+    *_counter("stall", 0x26, "stall_cycles", "enabled cycles with input not ready"),
     # Sample store (DESIGN.md section 4, "Replay"; docs/link.md).
     Register("store_wptr", 0x30, 32, _RW, "next STORE word address"),
     Register("store_len", 0x31, 32, _RW, "words replayed per epoch, from address 0"),
@@ -184,6 +228,9 @@ REGISTERS = (
 )
 
 REGISTER_BY_NAME = {r.name: r for r in REGISTERS}
+#: engine counter -> (low register, high register); reading the low one latches the high one
+COUNTERS = {r.engine: (r, next(h for h in REGISTERS if h.engine == r.engine and h.part == 1))
+            for r in REGISTERS if r.engine is not None and r.access is Access.RO and r.part == 0}
 REGISTER_BY_ADDR = {r.addr: r for r in REGISTERS}
 ENGINE_REGISTERS = tuple(r for r in REGISTERS if r.engine is not None and r.access is Access.RW)
 

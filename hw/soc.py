@@ -186,6 +186,11 @@ class System(wiring.Component):
         bad_seen = Signal()
         m.d.comb += self.leds.eq(Cat(enable, replay_busy, eng.overflow, bad_seen))
 
+        # Counter high words, latched when the low word is read (the DECODE of READ_REG below),
+        # so the two halves of a running counter come from the same clock.
+        counter_hi = {name: Signal(min(32, len(getattr(eng, name)) - 32), name=f"{name}_hi_latch")
+                      for name in P.COUNTERS if len(getattr(eng, name)) > 32}
+
         def read_value(addr):
             """(valid, value) of register `addr` as combinational expressions."""
             value = Signal(32)
@@ -205,6 +210,9 @@ class System(wiring.Component):
                                      "param_clk_hz": self.clk_freq,
                                      "param_divisor": self.divisor}[r.name]
                             m.d.comb += value.eq(const)
+                        elif r.name == "caps":
+                            m.d.comb += value.eq(P.caps_value(getattr(eng, "L2", True),
+                                                              getattr(eng, "ARCH_CODE", 0)))
                         elif r.name == "ctrl":
                             m.d.comb += value.eq(enable)
                         elif r.name == "status":
@@ -215,11 +223,11 @@ class System(wiring.Component):
                             m.d.comb += value.eq(replay_cycles)
                         elif r.name in link_counters:
                             m.d.comb += value.eq(link_counters[r.name])
-                        elif r.engine is not None and r.access is P.Access.RO:
-                            port = getattr(eng, r.engine)
-                            lo = 32 * r.part
-                            if lo < len(port):
-                                m.d.comb += value.eq(port[lo:lo + 32])
+                        elif r.engine in P.COUNTERS and r.part == 1:
+                            if r.engine in counter_hi:      # else the counter has no high word
+                                m.d.comb += value.eq(counter_hi[r.engine])
+                        elif r.engine in P.COUNTERS:
+                            m.d.comb += value.eq(getattr(eng, r.engine)[:32])
                         else:
                             m.d.comb += value.eq(regs[r.name])
             return valid, value
@@ -353,6 +361,9 @@ class System(wiring.Component):
                         respond(S.BAD_ADDR)
                     with m.Else():
                         m.d.sync += [rdata32.eq(rvalue), words_left.eq(1)]
+                        for name, hi in counter_hi.items():
+                            with m.If(reg_addr == P.COUNTERS[name][0].addr):
+                                m.d.sync += hi.eq(getattr(eng, name)[32:32 + len(hi)])
                         respond(S.OK, 4)
                 with m.Elif(cmd == C.WRITE_REG):
                     with m.If(length != 5):

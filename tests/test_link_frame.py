@@ -21,6 +21,26 @@ def test_crc_check_value():
     assert P.crc16(b"123456789") == 0x29B1
 
 
+def test_caps_fields_and_an_unknown_architecture():
+    for L2 in (False, True):
+        for code, name in enumerate(P.ARCH_NAMES):
+            value = P.caps_value(L2, code)
+            assert bool(value & P.CAPS_L2) == L2 and value >> P.CAPS_ARCH_SHIFT == code
+            assert P.decode_caps(value) == {"L2": L2, "ARCH": name}
+    # A bitstream with an architecture this host was written before: refused, named.
+    late = (1 << P.CAPS_ARCH_BITS) - 1
+    with pytest.raises(ValueError, match=f"architecture code {late} is unknown"):
+        P.decode_caps(late << P.CAPS_ARCH_SHIFT)
+    with pytest.raises(ValueError, match="architecture code"):
+        P.caps_value(True, 1 << P.CAPS_ARCH_BITS)
+
+
+def test_counters_pair_low_and_high_words():
+    for name, (lo, hi) in P.COUNTERS.items():
+        assert (lo.engine, lo.part, hi.engine, hi.part) == (name, 0, name, 1)
+        assert lo.access is hi.access is P.Access.RO
+
+
 def test_stuff_roundtrip_and_no_flag_inside():
     rng = random.Random(1)
     for _ in range(200):

@@ -79,7 +79,10 @@ class FaultyTransport(Transport):
 def test_identity_and_parameters(dev):
     assert dev.read_reg("id") == P.ID_MAGIC
     assert dev.params == {"W": 8, "D_MAX": 64, "B_MAX": 8, "BUF_DEPTH": 1024, "STORE_DEPTH": 16384,
-                          "max_payload": P.MAX_PAYLOAD, "clk_hz": 12_000_000, "divisor": 4}
+                          "max_payload": P.MAX_PAYLOAD, "clk_hz": 12_000_000, "divisor": 4,
+                          "L2": True, "ARCH": "parallel"}
+    # The build's options beyond the param_* numbers: zipml.hw.engine.Engine, built with L2.
+    assert dev.read_reg("caps") == P.CAPS_L2
 
 
 def test_registers_write_read_masked(dev):
@@ -151,9 +154,9 @@ def _tiny_stream(W=8):
 
 def test_corrupted_and_lost_frames_act_exactly_once(sim):
     regs, words = _tiny_stream()
-    # Out-frame indices: 0 PING, 1..9 READ_REG (id + params), then our commands.
-    faults_out = {10: "flip", 11: "flip", 13: "drop", 15: "flip"}
-    faults_in = {12: "flip", 14: "drop", 17: "flip"}
+    # Out-frame indices: 0 PING, 1..10 READ_REG (id, params, caps), then our commands.
+    faults_out = {11: "flip", 12: "flip", 14: "drop", 16: "flip"}
+    faults_in = {13: "flip", 15: "drop", 18: "flip"}
     bad_before = Device(sim).read_reg("rx_bad")
     ft = FaultyTransport(sim, faults_out, faults_in, seed=7)
     dev = Device(ft, timeout=0.002, retries=6)

@@ -12,9 +12,9 @@ from zipml.hw.soc import System
 DIV = 4
 
 
-def _run(frames, W=32):
+def _run(frames, W=32, system=System):
     """Send each frame, collect the answer frames (one per command)."""
-    dut = System(12_000_000, 3_000_000, W=W, D_MAX=64, B_MAX=2, BUF_DEPTH=64, STORE_DEPTH=64)
+    dut = system(12_000_000, 3_000_000, W=W, D_MAX=64, B_MAX=2, BUF_DEPTH=64, STORE_DEPTH=64)
     answers = []
 
     async def host(ctx):
@@ -69,3 +69,24 @@ def test_wide_words_model_and_lengths():
     assert a[4].payload == bytes([S.OK])
     assert a[5].payload == bytes([S.OK]) + (2).to_bytes(4, "little")
     assert a[6].payload == bytes([S.BAD_ADDR])
+
+
+def test_caps_names_the_engines_build():
+    """``caps`` reports what the system's engine says of itself: the architecture code it
+    declares (``ARCH_CODE``, 1 = serial) and whether it has the L2 shrink."""
+    from zipml.hw.engine import Engine
+
+    class CodedEngine(Engine):
+        ARCH_CODE = 1
+
+    class CodedSystem(System):
+        def make_engine(self):
+            return CodedEngine(W=self.W, D_MAX=self.D_MAX, B_MAX=self.B_MAX,
+                               BUF_DEPTH=self.BUF_DEPTH, L2=False)
+
+    caps = P.REGISTER_BY_NAME["caps"].addr
+    a = _run([P.encode_frame(1, P.Command.READ_REG, bytes([caps]))], system=CodedSystem)
+    value = int.from_bytes(a[0].payload[1:], "little")
+    assert a[0].payload[0] == P.Status.OK
+    assert value == 1 << P.CAPS_ARCH_SHIFT            # architecture 1, no L2 bit
+    assert P.decode_caps(value) == {"L2": False, "ARCH": "serial"}

@@ -1,0 +1,162 @@
+"""The host `Device` against what a board's build can do, on the board system in Verilator
+through its UART pins: engine counters read while the engine runs, the build's options (register
+``caps``), and jobs the build cannot do refused before anything is sent.
+
+For the counters the engine is a stand-in with the real `Engine`'s ports (a subclass whose
+``elaborate`` only counts): its counters start at distinct values with high words set and grow
+by 2**19 per enabled clock, so the low word wraps every 8192 clocks, a few times per ten register
+reads. The real engine's low word wraps after 2**32 clocks (6 minutes at 12 MHz): too long to
+simulate. What is under test is the system's register file and the host's reading order, not
+the counting. The stand-in is built without the L2 shrink, so the host must refuse L2 jobs on
+it. The other refusals run on the real system (the build of tests/test_link_system.py).
+"""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal
+
+from zipml.hw import protocol as P
+from zipml.hw.engine import Engine
+from zipml.hw.soc import System
+from zipml.host.device import Device
+from zipml.host.transport import SimTransport, Transport
+
+STEP = 1 << 19
+
+
+def start(k):
+    """Counter ``k``'s value after clear: high words differ, so a mixed-up latch shows."""
+    return (k + 1) << 40
+
+
+class CountingEngine(Engine):
+    """`Engine`'s interface; counters only (start(k) + STEP per enabled clock), always idle."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw, L2=False)
+
+    def elaborate(self, platform):
+        m = Module()
+        for k, name in enumerate(P.COUNTERS):
+            port = getattr(self, name)
+            count = Signal(len(port), init=start(k))
+            m.d.comb += port.eq(count)
+            with m.If(self.clear):
+                m.d.sync += count.eq(start(k))
+            with m.Elif(self.enable):
+                m.d.sync += count.eq(count + STEP)
+        m.d.comb += [self.idle.eq(1), self.i_stream.ready.eq(self.enable)]
+        return m
+
+
+class CountingSystem(System):
+    def make_engine(self):
+        return CountingEngine(W=self.W, D_MAX=self.D_MAX, B_MAX=self.B_MAX,
+                              BUF_DEPTH=self.BUF_DEPTH)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    system = CountingSystem(12_000_000, 3_000_000, W=8, D_MAX=64, B_MAX=8, BUF_DEPTH=64,
+                            STORE_DEPTH=64)
+    t = SimTransport(system=system)
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def dev(sim):
+    return Device(sim)
+
+
+@pytest.mark.parametrize("k,name", list(enumerate(P.COUNTERS)))
+def test_counter_read_while_running_is_never_torn(dev, sim, k, name):
+    dev.set_ctrl(enable=False, clear=True)
+    before_enable = sim.cycles
+    dev.set_ctrl(enable=True)
+    after_enable = sim.cycles
+    values = []
+    for _ in range(30):
+        before = sim.cycles
+        v = dev.read_counter(name)
+        after = sim.cycles
+        # The board latched the counter between `before` and `after`; it has counted since the
+        # enable write, which took effect between `before_enable` and `after_enable` (+-1 clock).
+        lo = start(k) + STEP * max(0, before - after_enable - 1)
+        hi = start(k) + STEP * (after - before_enable + 1)
+        assert lo <= v <= hi, (f"{name} read {v:#x}, outside [{lo:#x}, {hi:#x}]: "
+                               f"its halves are from different clocks")
+        assert (v - start(k)) % STEP == 0
+        values.append(v)
+    assert values == sorted(values)
+    # Not vacuous: the low word wrapped several times while it was being read.
+    assert len({v >> 32 for v in values}) >= 4
+
+
+def test_caps_of_a_build_without_l2(dev):
+    assert dev.read_reg("caps") == P.caps_value(False, 0)
+    assert dev.params["L2"] is False and dev.params["ARCH"] == "parallel"
+
+
+def test_l2_register_refused_on_a_build_without_l2(dev):
+    with pytest.raises(ValueError, match="built without L2 .* ignore l2_shift=3"):
+        dev.write_reg("l2_shift", 3)
+    dev.write_reg("l2_shift", 0)      # 0 is what the build does anyway
+
+
+class Recording(Transport):
+    """Passes bytes through and records the command of every frame the host sends."""
+
+    def __init__(self, inner):
+        self.inner, self.baud = inner, inner.baud
+        self.parser = P.FrameParser()
+        self.commands = []
+
+    def write(self, data):
+        self.commands += [f.cmd for f in self.parser.feed(data)]
+        self.inner.write(data)
+
+    def read(self, timeout):
+        return self.inner.read(timeout)
+
+    def idle(self, seconds):
+        self.inner.idle(seconds)
+
+
+def _refused(transport, d, match, n=200, **options):
+    """Train a random linreg problem of ``d`` features (intercept included) on ``transport``:
+    it must fail with ``match`` after the host sent only its identification reads."""
+    from zipml.host.device import train_sim
+    from zipml.host.problem import TrainOptions, prepare, resolve
+    rng = np.random.default_rng(d)
+    X = rng.standard_normal((n, d - 1))
+    prepared = prepare(X, X @ rng.standard_normal(d - 1), "regression", precondition="none")
+    rec = Recording(transport)
+    with pytest.raises(ValueError, match=match):
+        # no config: the job is built for the board's own build, read at connect
+        train_sim(prepared, resolve(prepared, TrainOptions(epochs=1, **options)), transport=rec)
+    assert set(rec.commands) == {P.Command.PING, P.Command.READ_REG}
+
+
+def test_l2_job_refused_before_anything_is_sent(sim):
+    """`zipml train --lam 0.01 --backend sim` on this build: one clear error naming L2."""
+    _refused(sim, 11, "built without L2 .* L2 regularization .*--lam", lam=0.01, bits=4)
+
+
+@pytest.fixture(scope="module")
+def real_sim():
+    """The real system, W=8, D_MAX=64, B_MAX=8, BUF_DEPTH=1024 (tests/test_link_system.py)."""
+    t = SimTransport(W=8, D_MAX=64, B_MAX=8, BUF_DEPTH=1024, STORE_DEPTH=16384)
+    yield t
+    t.close()
+
+
+@pytest.mark.parametrize("d,options,match", [
+    (65, dict(bits=4), "d=65 features exceed this engine's D_MAX=64"),
+    (11, dict(bits=4, batch=9), "B must be in 1..8"),
+    # mode 1 keeps a pass's codes: B x q x ceil(d / W) = 4 x 32 x 5 words, the buffer 1024 / 2
+    (40, dict(quantizer="full", batch=4), "needs 640 code-buffer words .* holds 512"),
+])
+def test_jobs_the_build_cannot_do_are_refused_before_anything_is_sent(real_sim, d, options,
+                                                                      match):
+    _refused(real_sim, d, match, **options)
