@@ -70,6 +70,7 @@ def _nonneg_float(s):
 
 
 def _add_train_options(p, defaults=True):
+    from zipml.hw.boards import BOARDS
     from .backends import BACKENDS
     from .problem import LEVELS, MODELS, PRECONDITIONS, QUANTIZERS
     p.add_argument("--model", choices=MODELS, default="linreg",
@@ -107,6 +108,11 @@ def _add_train_options(p, defaults=True):
     p.add_argument("--backend", choices=list(BACKENDS), default="reference",
                    help="reference (float), golden (integer model), rtl, sim, board")
     p.add_argument("--port", default=None, help="serial port of the board backend")
+    p.add_argument("--baud", type=_int(1), default=None,
+                   help="board: the UART rate the bitstream was built with (default: the "
+                        "board's, see --board)")
+    p.add_argument("--board", choices=sorted(BOARDS), default=None,
+                   help="board: which board, for its default --baud")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -196,13 +202,22 @@ def options_from_args(args):
                         precondition=args.precondition)
 
 
-def run_train(data, options, quiet=True, dataset=None):
-    """Load, prepare and train; returns (prepared, resolved options, result, seconds)."""
+def run_train(data, options, quiet=True, dataset=None, link=None):
+    """Load, prepare and train; returns (prepared, resolved options, result, seconds).
+
+    ``link``: keywords of the board backend's serial link (``baud``, ``board``;
+    `zipml.host.device.train_board`), None values meaning "not given"."""
     from . import backends, datasets
     from .problem import prepare, resolve, task_of
     options.validate()
-    if options.backend == "board" and not options.port:
-        raise UsageError("--backend board needs --port (the board's serial port)")
+    link = {k: v for k, v in (link or {}).items() if v is not None}
+    if options.backend == "board":
+        if not options.port:
+            raise UsageError("--backend board needs --port (the board's serial port)")
+        from .device import board_baud
+        board_baud(**link)               # a rate that cannot be chosen fails before the data
+    elif link:
+        raise UsageError(f"--{next(iter(link))} is an option of --backend board")
     backends.load(options.backend)       # fail before loading data if it is not installed
     task = task_of(options.model)
     ds = dataset if dataset is not None else datasets.load(data, task)
@@ -218,7 +233,7 @@ def run_train(data, options, quiet=True, dataset=None):
                          f"q={options.bits}", quiet)
     t0 = time.perf_counter()
     try:
-        result = backends.load(options.backend)(prepared, resolved, progress)
+        result = backends.load(options.backend)(prepared, resolved, progress, **link)
     finally:
         progress.close()
     return prepared, resolved, result, time.perf_counter() - t0
@@ -290,7 +305,8 @@ def cmd_train(args) -> int:
     _check_output_path(args.json, "json")
     _check_output_path(args.plot, "plot")
     options = options_from_args(args)
-    prepared, resolved, result, secs = run_train(args.data, options, quiet=args.quiet)
+    prepared, resolved, result, secs = run_train(args.data, options, quiet=args.quiet,
+                                                 link={"baud": args.baud, "board": args.board})
     doc = result_json(prepared, resolved, result, secs)
     if args.json:
         write_json(args.json, doc)

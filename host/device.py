@@ -13,7 +13,7 @@ import numpy as np
 from zipml.hw import protocol as P
 
 __all__ = ["Device", "DeviceError", "DeviceTimeout", "LinkStats", "DeviceRunner", "train_sim",
-           "train_board", "sim_transport_for"]
+           "train_board", "board_baud", "sim_transport_for"]
 
 C, S = P.Command, P.Status
 
@@ -460,13 +460,43 @@ def train_sim(prepared, options, progress=None, config=None, transport=None):
             transport.close()
 
 
-def train_board(prepared, options, progress=None, port=None, baud=3_000_000, timeout=0.5):
-    """``--backend board --port PORT``: the same driver over a serial port."""
+def board_baud(baud=None, board=None):
+    """The rate to open a board's serial port at: it must be the one the bitstream was built
+    with (`Device` checks it against the board's ``param_clk_hz / param_divisor`` at open).
+
+    ``baud`` when given; else the default of ``board`` (``zipml.hw.boards.board_spec(board)
+    .baud``, what ``zipml build --board`` builds with); else the default all boards share.
+
+    Raises
+    ------
+    ValueError
+        ``baud`` not a positive integer, ``board`` unknown, or neither given while the boards'
+        defaults differ.
+    """
+    if baud is not None:
+        if isinstance(baud, bool) or not isinstance(baud, (int, np.integer)) or baud <= 0:
+            raise ValueError(f"baud must be a positive integer, got {baud!r}")
+        return int(baud)
+    from zipml.hw.boards import BOARDS, board_spec
+    if board is not None:
+        return board_spec(board).baud
+    rates = {name: spec.baud for name, spec in BOARDS.items()}
+    if len(set(rates.values())) > 1:
+        raise ValueError(f"the boards' bitstreams default to different rates "
+                         f"({', '.join(f'{n} {b}' for n, b in rates.items())}): name the board "
+                         f"(--board) or the rate (--baud)")
+    return next(iter(rates.values()))
+
+
+def train_board(prepared, options, progress=None, port=None, baud=None, board=None,
+                timeout=0.5):
+    """``--backend board --port PORT [--baud BAUD | --board NAME]``: the same driver over a
+    serial port opened at `board_baud` (``baud``, ``board``)."""
     from zipml.host.transport import SerialTransport
     port = port or getattr(options, "port", None)
     if not port:
         raise ValueError("--backend board needs --port (the FPGA board's serial device, e.g. "
                          "/dev/ttyUSB1 for the iCEBreaker)")
-    with SerialTransport(port, baud) as transport:
+    with SerialTransport(port, board_baud(baud, board)) as transport:
         device = Device(transport, timeout=timeout)
         return _train_on(device, prepared, options, progress, None, "board")

@@ -27,11 +27,17 @@ class _ZipMLBase(BaseEstimator):
 
     def _fit_binary(self, X, y, model, task):
         from . import backends
-        from .problem import prepare
+        from .problem import prepare, resolve
         options = self._options(model)
         prepared = prepare(X, y, task, intercept=self.fit_intercept,
                            precondition=self.precondition)
-        res = backends.train(prepared, options)
+        if self.backend == "board":
+            # the serial link's rate is not a training option: the board backend takes it
+            from .device import train_board
+            res = train_board(prepared, resolve(prepared, options.validate()), baud=self.baud,
+                              board=self.board)
+        else:
+            res = backends.train(prepared, options)
         w = np.asarray(res.model, dtype=np.float64)
         d = X.shape[1]
         return w[:d], (float(w[d]) if self.fit_intercept else 0.0), res
@@ -60,6 +66,10 @@ class ZipMLRegressor(RegressorMixin, _ZipMLBase):
         ``reference``, ``golden``, ``rtl``, ``sim`` or ``board``.
     port : str or None
         Serial port for ``board``.
+    baud : int or None
+        ``board``: the UART rate of its bitstream; None: the default of ``board``.
+    board : {"icebreaker", "ulx3s"} or None
+        ``board``: which board, for the default ``baud`` (`zipml.host.device.board_baud`).
     seed : int
         Shuffle and rounding seed.
     lam : float
@@ -79,8 +89,8 @@ class ZipMLRegressor(RegressorMixin, _ZipMLBase):
     """
 
     def __init__(self, bits=8, quantizer="double", levels="uniform", epochs=20, lr=None,
-                 batch=1, backend="reference", port=None, seed=0, lam=0.0, decay=None,
-                 fit_intercept=True, precondition="whiten"):
+                 batch=1, backend="reference", port=None, baud=None, board=None, seed=0,
+                 lam=0.0, decay=None, fit_intercept=True, precondition="whiten"):
         self.bits = bits
         self.quantizer = quantizer
         self.levels = levels
@@ -89,6 +99,8 @@ class ZipMLRegressor(RegressorMixin, _ZipMLBase):
         self.batch = batch
         self.backend = backend
         self.port = port
+        self.baud = baud
+        self.board = board
         self.seed = seed
         self.lam = lam
         self.decay = decay
@@ -121,8 +133,9 @@ class ZipMLClassifier(ClassifierMixin, _ZipMLBase):
     """
 
     def __init__(self, model="logistic", bits=8, quantizer="double", levels="uniform",
-                 epochs=20, lr=None, batch=1, backend="reference", port=None, seed=0, lam=0.0,
-                 decay=None, fit_intercept=True, precondition="whiten"):
+                 epochs=20, lr=None, batch=1, backend="reference", port=None, baud=None,
+                 board=None, seed=0, lam=0.0, decay=None, fit_intercept=True,
+                 precondition="whiten"):
         self.model = model
         self.bits = bits
         self.quantizer = quantizer
@@ -132,6 +145,8 @@ class ZipMLClassifier(ClassifierMixin, _ZipMLBase):
         self.batch = batch
         self.backend = backend
         self.port = port
+        self.baud = baud
+        self.board = board
         self.seed = seed
         self.lam = lam
         self.decay = decay

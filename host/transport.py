@@ -60,10 +60,16 @@ class SerialTransport(Transport):
     port : str
         Device path, e.g. ``/dev/ttyUSB1`` (iCEBreaker: the FT2232H's second interface).
     baud : int
-        Must equal the bitstream's rate (register ``param_clk_hz / param_divisor``).
+        Must equal the bitstream's rate (register ``param_clk_hz / param_divisor``; the
+        board's default is `zipml.host.device.board_baud`).
+
+    Raises
+    ------
+    TransportError
+        The port cannot be opened (missing, busy, no permission) at this rate.
     """
 
-    def __init__(self, port, baud=3_000_000):
+    def __init__(self, port, baud):
         try:
             import serial
         except ImportError as e:  # pragma: no cover - pyserial is a dependency

@@ -113,6 +113,14 @@ BAD = {
     "regression labels for a classifier": lambda t: (
         ["train", "diabetes", "--model", "logistic"], "labels|classification"),
     "board without port": lambda t: (["train", "diabetes", "--backend", "board"], "port"),
+    "baud without board": lambda t: (["train", "diabetes", "--baud", "115200"],
+                                     "--baud is an option of --backend board"),
+    "board name without board": lambda t: (["train", "diabetes", "--backend", "sim", "--board",
+                                            "ulx3s"], "--board is an option of --backend board"),
+    "baud 0": lambda t: (["train", "diabetes", "--backend", "board", "--port", "/dev/null",
+                          "--baud", "0"], "--baud: must be >= 1"),
+    "unknown board": lambda t: (["train", "diabetes", "--backend", "board", "--port",
+                                 "/dev/null", "--board", "de10"], "--board: invalid choice"),
     "bad lr": lambda t: (["train", "diabetes", "--lr", "-1"], "lr"),
 }
 

@@ -95,15 +95,87 @@ def test_device_over_serial_port(board):
 
 def test_serial_port_missing_is_a_clear_error():
     with pytest.raises(TransportError, match="cannot open serial port '/dev/nonexistent-zipml'"):
-        SerialTransport("/dev/nonexistent-zipml")
+        SerialTransport("/dev/nonexistent-zipml", 3_000_000)
 
 
 def test_serial_silence_times_out(tmp_path):
     master, slave = os.openpty()
     try:
-        with SerialTransport(os.ttyname(slave)) as t:
+        with SerialTransport(os.ttyname(slave), 3_000_000) as t:
             with pytest.raises(DeviceTimeout, match="PING: no valid answer after 2 tries"):
                 Device(t, timeout=0.05, retries=1)
     finally:
         os.close(master)
         os.close(slave)
+
+
+def _train_board(board, capsys, *args):
+    from zipml.host.cli import main
+    rc = main(["train", "diabetes", "--backend", "board", "--port", board.path, "--bits", "4",
+               "--epochs", "1", "--quiet", *args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_trains_on_the_board_at_its_default_baud(board, capsys, tmp_path):
+    """`zipml train --backend board --board icebreaker`: the port opened at the board's rate,
+    the model equal to the golden model of the board's engine (read from the board)."""
+    import json
+    from zipml.host import datasets
+    from zipml.host.backend_engine import train_golden
+    from zipml.host.problem import TrainOptions, prepare
+    from zipml.reference.golden import EngineConfig
+    rc, out, err = _train_board(board, capsys, "--board", "icebreaker", "--json",
+                                str(tmp_path / "r.json"))
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "r.json").read_text())
+    ds = datasets.load("diabetes", "regression")
+    gold = train_golden(prepare(ds.X, ds.y, "regression"),
+                        TrainOptions(bits=4, epochs=1, lr=doc["lr"], decay=doc["decay"]),
+                        config=EngineConfig(W=SIM["W"], D_MAX=SIM["D_MAX"], B_MAX=SIM["B_MAX"],
+                                            BUF_DEPTH=SIM["BUF_DEPTH"]))
+    assert doc["model_raw"] == gold.model_raw and doc["mse"] == gold.mse
+
+
+def test_cli_board_at_another_baud_than_the_bitstreams_is_one_clear_error(board, capsys):
+    # A pty carries any rate, so the link works and the board's own registers tell the rate.
+    rc, _, err = _train_board(board, capsys, "--baud", "115200")
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1, err
+    assert "runs at 3000000 baud" in lines[0] and "--baud" in lines[0]
+
+
+def test_cli_board_port_that_cannot_be_opened_is_one_clear_error(capsys, tmp_path):
+    from zipml.host.cli import main
+    rc = main(["train", "diabetes", "--backend", "board", "--port", str(tmp_path / "ttyNONE"),
+               "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot open serial port '{tmp_path / 'ttyNONE'}' at 3000000 baud" in err
+
+
+def test_estimator_passes_baud_to_the_board(board):
+    from sklearn.datasets import load_diabetes
+    from zipml import ZipMLRegressor
+    X, y = load_diabetes(return_X_y=True)
+    est = ZipMLRegressor(backend="board", port=board.path, baud=3_000_000, bits=4, epochs=1)
+    assert est.fit(X, y).result_.extra["backend"] == "board"
+    with pytest.raises(ValueError, match="baud must be a positive integer"):
+        ZipMLRegressor(backend="board", port=board.path, baud="fast", epochs=1).fit(X, y)
+
+
+def test_default_baud_is_the_boards(monkeypatch):
+    import dataclasses
+    from zipml.hw import boards
+    from zipml.host.device import board_baud
+    assert board_baud() == boards.BOARDS["icebreaker"].baud == boards.BOARDS["ulx3s"].baud
+    # Were the boards' defaults to differ, the board must be named (or the rate given).
+    monkeypatch.setitem(boards.BOARDS, "ulx3s",
+                        dataclasses.replace(boards.BOARDS["ulx3s"], baud=1_000_000))
+    with pytest.raises(ValueError, match="name the board .*--board.* or the rate .*--baud"):
+        board_baud()
+    assert board_baud(board="ulx3s") == 1_000_000
+    assert board_baud(board="icebreaker") == boards.BOARDS["icebreaker"].baud
+    assert board_baud(baud=115_200, board="ulx3s") == 115_200
+    with pytest.raises(ValueError, match="unknown board 'de10'"):
+        board_baud(board="de10")
