@@ -124,14 +124,15 @@ def float_model(words) -> np.ndarray:
     return np.asarray(words, dtype=np.int64).astype(np.float64) / float(1 << F)
 
 
-def quantize_codes(a, q: int, rng, method: str) -> np.ndarray:
-    """Codes of values in [-1, 1] on the uniform q-bit grid.
+def quantize_codes(a, q: int, rng, method: str, *, rows=None, copies=None) -> np.ndarray:
+    """Codes of values in [-1, 1] on the uniform q-bit grid (of ``a[rows]``; ``copies``
+    successive code arrays stacked, as :func:`zipml.reference.quantize.quantize`).
 
     Uses :func:`zipml.reference.quantize.quantize` (the one quantizer of the project) and checks
-    that it returns integer codes in range.
+    that it returns integer codes.
     """
     from .quantize import quantize
-    codes = np.asarray(quantize(a, q, rng, method=method))
+    codes = np.asarray(quantize(a, q, rng, method=method, rows=rows, copies=copies))
     if not np.issubdtype(codes.dtype, np.integer):
         raise TypeError(f"zipml.reference.quantize.quantize returned {codes.dtype}, not codes")
     return codes
@@ -215,16 +216,16 @@ class EngineJob:
     def epoch_codes(self, epoch: int):
         """(order, dot_codes, grad_codes or None, L) of one epoch, samples in stream order."""
         order = np.asarray(self.order(self.n, epoch, self.seed))
-        a = self.A[order]
         q = self.regs.q
         rng = np.random.default_rng([self.seed, epoch])
+        # rows=order quantizes A[order] without building it (the same codes)
         if self.quantizer == "double":
-            grad = quantize_codes(a, q, rng, "stochastic")      # Q1
-            dot = quantize_codes(a, q, rng, "stochastic")       # Q2, independent
+            # Q1 (grad) then Q2 (dot, independent): two successive draws, in one pass over A
+            grad, dot = quantize_codes(self.A, q, rng, "stochastic", rows=order, copies=2)
         elif self.quantizer == "naive":
-            dot, grad = quantize_codes(a, q, rng, "stochastic"), None
+            dot, grad = quantize_codes(self.A, q, rng, "stochastic", rows=order), None
         else:                                                   # deterministic, full
-            dot, grad = quantize_codes(a, q, rng, "nearest"), None
+            dot, grad = quantize_codes(self.A, q, rng, "nearest", rows=order), None
         return order, dot, grad, pack.label_word(self.b[order], q)
 
     def epoch_stream(self, epoch: int) -> np.ndarray:

@@ -30,6 +30,9 @@ __all__ = [
 ]
 
 _UINT_BY_BYTES = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
+#: bytes of lanes (one byte per code bit lane) :func:`pack_segment` turns into planes at a time:
+#: its temporaries stay in the L2 cache and come from the heap, not from fresh pages
+_PACK_BLOCK = 1 << 18
 
 
 def _check_W(W):
@@ -46,12 +49,44 @@ def _check_codes(codes, q, name="codes"):
     c = np.asarray(codes)
     if c.size and not np.issubdtype(c.dtype, np.integer):
         raise ValueError(f"{name} must be integer codes, got dtype {c.dtype}")
-    if c.size:
-        lo, hi = int(c.min()), int(c.max())
-        if lo < 0 or hi > (1 << q) - 1:
-            raise ValueError(f"{name} must lie in 0..{(1 << q) - 1} for q={q}, "
-                             f"got range {lo}..{hi}")
+    top = (1 << q) - 1
+    info = np.iinfo(c.dtype) if c.size else None
+    # a bound the dtype guarantees is not scanned for (unsigned codes are >= 0; uint8 codes at
+    # q = 8 and uint32 at q = 32, the quantizer's own output, need no scan at all)
+    if c.size and ((info.min < 0 and c.min() < 0) or (info.max > top and c.max() > top)):
+        raise ValueError(f"{name} must lie in 0..{top} for q={q}, "
+                         f"got range {int(c.min())}..{int(c.max())}")
     return c
+
+
+def _plane_words(c, q: int, W: int) -> np.ndarray:
+    """(q, rows, C) plane words of checked (rows, d) codes as little-endian W-bit integers,
+    MSB plane first.
+
+    One byte lane of the codes at a time (q <= 8: one; else four, least significant first):
+    a plane is ``lane & bit`` packed eight lanes to a byte by ``np.packbits`` (little bit
+    order: lane i -> bit i), and W/8 consecutive bytes are one W-bit word.  Two passes over a
+    byte per value per plane, no per-sample Python.  Plane-major because each plane is then
+    one contiguous write; the interleaving into groups is the caller's one strided copy.
+    """
+    rows, d = c.shape
+    C = -(-d // W)
+    planes = np.empty((q, rows, C), dtype=_UINT_BY_BYTES[W // 8])
+    if rows == 0:
+        return planes
+    nlanes = 1 if q <= 8 else 4
+    src = np.ascontiguousarray(c, dtype=np.uint8 if q <= 8 else "<u4")
+    src = src.view(np.uint8).reshape(rows, d, nlanes)
+    lane = np.zeros((rows, C * W), dtype=np.uint8)      # lanes beyond d stay 0
+    tmp = np.empty_like(lane)
+    for byte in range(nlanes):
+        lane[:, :d] = src[:, :, byte]
+        for bit in range(min(8, q - 8 * byte)):
+            np.bitwise_and(lane, np.uint8(1 << bit), out=tmp)
+            packed = np.packbits(tmp.reshape(-1), bitorder="little")   # C*W lanes: whole bytes
+            # code bit 8*byte+bit is plane q-1-(8*byte+bit): MSB plane first
+            planes[q - 1 - 8 * byte - bit] = packed.view(planes.dtype).reshape(rows, C)
+    return planes
 
 
 def pack_planes(codes, q: int, W: int) -> np.ndarray:
@@ -75,22 +110,11 @@ def pack_planes(codes, q: int, W: int) -> np.ndarray:
     _check_W(W)
     _check_q(q)
     c = _check_codes(codes, q)
-    d = c.shape[-1]
-    C = -(-d // W)
-    pad = np.zeros(c.shape[:-1] + (C * W,), dtype=np.uint8 if q <= 8 else np.uint64)
-    pad[..., :d] = c
-    if q <= 8:
-        # fast path: unpackbits of the byte codes gives every bit, MSB first (plane p = bit
-        # q-1-p is column 8-q+p); a transpose puts the lanes last
-        ub = np.unpackbits(pad.reshape(c.shape[:-1] + (C, W, 1)), axis=-1)
-        bits = np.swapaxes(ub[..., 8 - q:], -1, -2)                              # (..., C, q, W)
-    else:
-        pad = pad.reshape(c.shape[:-1] + (C, 1, W))
-        shifts = (q - 1 - np.arange(q, dtype=np.uint64)).astype(np.uint64)[:, None]
-        bits = ((pad >> shifts) & np.uint64(1)).astype(np.uint8)                 # (..., C, q, W)
-    packed = np.packbits(bits, axis=-1, bitorder="little")                       # (..., C, q, W/8)
-    words = np.ascontiguousarray(packed).view(_UINT_BY_BYTES[W // 8])[..., 0]
-    return words.astype(np.uint64)
+    if c.ndim == 0:
+        raise ValueError("codes must have at least one dimension (..., d)")
+    lead, d = c.shape[:-1], c.shape[-1]
+    planes = _plane_words(c.reshape(-1, d), q, W)
+    return planes.transpose(1, 2, 0).astype(np.uint64).reshape(lead + planes.shape[2:] + (q,))
 
 
 def unpack_planes(planes, q: int, W: int, d: int) -> np.ndarray:
@@ -211,27 +235,46 @@ def pack_segment(W: int, q: int, mode: int, dot_codes, L, B: int = 1,
     if L.shape != (n,):
         raise ValueError(f"L must have shape ({n},), got {L.shape}")
 
+    dot_codes = _check_codes(dot_codes, q, "dot_codes")
+    if mode == 0:
+        grad_codes = _check_codes(grad_codes, q, "grad_codes")
+
     n_dot, n_grad, C, LW, gq, chunk_len, pass_len, off = _layout(n, d, q, W, B, mode)
     out = np.zeros(int(pass_len.sum()), dtype=np.uint64)
-    out[off] = (n_dot | (n_grad << 4)).astype(np.uint64)
-
-    j = np.arange(n)
-    t = j // B                                  # pass of a sample's dot group
-    r = j % B                                   # its place in the batch
-    out[(off[t] + 1 + r * LW)[:, None] + np.arange(LW)] = label_stream_words(L, W)
-
-    k = np.arange(C)[None, :, None]
-    p = np.arange(q)[None, None, :]
-    data = off + 1 + n_dot * LW                 # first chunk word of each pass
-    rr = r[:, None, None]
-    tt = t[:, None, None]
-    dot_idx = data[tt] + k * chunk_len[tt] + gq[tt] + rr * q + p
-    out[dot_idx] = pack_planes(dot_codes, q, W)
-    if mode == 0:
-        t1 = tt + 1                             # grads travel one pass later
-        grad_idx = data[t1] + k * chunk_len[t1] + rr * q + p
-        out[grad_idx] = pack_planes(grad_codes, q, W)
+    labels = label_stream_words(L, W)                              # (n, LW)
+    # Passes with the same (n_dot, n_grad) have the same length, so a run of them is one
+    # (passes, pass_len) block of the stream and every field is one strided copy.  A segment
+    # has at most four runs: first, full batches, the remainder batch, the last (grads only).
+    key = n_dot | (n_grad << 4)
+    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+    ends = np.append(starts[1:], key.size)
+    for t0, t1 in zip(starts.tolist(), ends.tolist()):
+        nd, ng, plen = int(n_dot[t0]), int(n_grad[t0]), int(pass_len[t0])
+        sg = ng if mode == 0 else 0             # grad groups in the stream
+        cnt = t1 - t0
+        blk = out[off[t0]:off[t0] + cnt * plen].reshape(cnt, plen)
+        blk[:, 0] = make_header(nd, ng)
+        data = blk[:, 1 + nd * LW:].reshape(cnt, C, sg + nd, q)
+        # the dots of pass t are samples t*B.., its grads those of pass t-1: within a run every
+        # pass but a lone remainder pass holds a full batch, so the samples are consecutive
+        if nd:
+            blk[:, 1:1 + nd * LW] = labels[t0 * B:t0 * B + cnt * nd].reshape(cnt, nd * LW)
+            _put_groups(data[:, :, sg:], dot_codes, t0 * B, q, W)
+        if sg:
+            _put_groups(data[:, :, :sg], grad_codes, (t0 - 1) * B, q, W)
     return out
+
+
+def _put_groups(data, codes, s0: int, q: int, W: int) -> None:
+    """Write the groups of samples ``codes[s0:]`` into ``data`` (passes, C, per pass, q) of a
+    run, a few passes at a time: the planes of a block (:data:`_PACK_BLOCK` bytes of lanes)
+    stay in cache and no temporary grows with the segment."""
+    passes, C, per = data.shape[:3]
+    G = max(1, _PACK_BLOCK // (per * C * W))     # passes per block
+    for g0 in range(0, passes, G):
+        g1 = min(passes, g0 + G)
+        planes = _plane_words(codes[s0 + g0 * per:s0 + g1 * per], q, W)   # (q, samples, C)
+        data[g0:g1] = planes.reshape(q, g1 - g0, per, C).transpose(1, 3, 2, 0)
 
 
 def unpack_segment(words, W: int, q: int, d: int, mode: int) -> dict:
