@@ -437,9 +437,10 @@ class EngineBoardTop(Elaboratable):
     f_out_hz : float
         Engine clock wanted from the PLL.
     engine : dict
-        Engine synthesis parameters (``W``, ``D_MAX``, ``B_MAX``, ``BUF_DEPTH``).
+        Engine synthesis parameters (``W``, ``D_MAX``, ``B_MAX``, ``BUF_DEPTH``; ``ARCH``
+        chooses the engine class, `zipml.hw.soc.engine_class`).
     engine_cls : callable or None
-        What `PnrTop` wraps (default `zipml.hw.engine.Engine`); a single engine block can be
+        What `PnrTop` wraps instead of the ``ARCH`` engine; a single engine block can be
         measured alone this way.
     """
 
@@ -455,7 +456,12 @@ class EngineBoardTop(Elaboratable):
         m = Module()
         m.domains.sync = ClockDomain("sync")
         m.submodules.clocking = self.clocking
-        m.submodules.pnr = pnr = PnrTop(**self.engine_params, engine_cls=self.engine_cls)
+        from .soc import engine_class
+
+        params = dict(self.engine_params)
+        arch = params.pop("ARCH", "parallel")
+        engine_cls = self.engine_cls or engine_class(arch)
+        m.submodules.pnr = pnr = PnrTop(**params, engine_cls=engine_cls)
         leds = _request_leds(m, platform, 2)
         m.d.comb += leds[0].eq(pnr.led)
         if len(leds) > 1:

@@ -16,7 +16,7 @@ from . import protocol as P
 from .frame import FrameReceiver, FrameSender
 from .uart import UartRx, UartTx
 
-__all__ = ["System", "SampleStore", "divisor_for", "LED_COUNT"]
+__all__ = ["System", "SampleStore", "divisor_for", "engine_class", "LED_COUNT"]
 
 LED_COUNT = 4  # enable, replay running, overflow, bad frame seen
 
@@ -77,6 +77,18 @@ class SampleStore(wiring.Component):
         return m
 
 
+def engine_class(arch):
+    """The engine gateware of an architecture (`zipml.reference.golden.ARCHS`): ``parallel``
+    is `zipml.hw.engine.Engine`, ``serial`` `zipml.hw.serial_engine.SerialEngine`."""
+    if arch == "parallel":
+        from .engine import Engine
+        return Engine
+    if arch == "serial":
+        from .serial_engine import SerialEngine
+        return SerialEngine
+    raise ValueError(f"unknown engine architecture {arch!r}; choose parallel or serial")
+
+
 class System(wiring.Component):
     """UART-controlled ZipML engine with a replay sample store.
 
@@ -92,6 +104,8 @@ class System(wiring.Component):
         Sample store words of W bits (>= 1).
     max_payload : int
         Largest frame payload in bytes (`zipml.hw.protocol.MAX_PAYLOAD`).
+    ARCH : str
+        Engine architecture, ``parallel`` or ``serial`` (`engine_class`).
 
     Ports
     -----
@@ -107,7 +121,7 @@ class System(wiring.Component):
     """
 
     def __init__(self, clk_freq, baud, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, STORE_DEPTH=1024,
-                 max_payload=P.MAX_PAYLOAD):
+                 max_payload=P.MAX_PAYLOAD, ARCH="parallel"):
         if W not in (8, 16, 32, 64):
             raise ValueError(f"W must be 8, 16, 32 or 64, got {W!r}")
         if STORE_DEPTH < 1:
@@ -116,6 +130,8 @@ class System(wiring.Component):
         self.baud = baud
         self.divisor = divisor_for(clk_freq, baud)
         self.W, self.D_MAX, self.B_MAX = W, D_MAX, B_MAX
+        self.ARCH = ARCH
+        engine_class(ARCH)      # an unknown architecture fails here, not at elaboration
         self.BUF_DEPTH, self.STORE_DEPTH = BUF_DEPTH, STORE_DEPTH
         self.max_payload = max_payload
         super().__init__({
@@ -125,8 +141,8 @@ class System(wiring.Component):
         })
 
     def make_engine(self):
-        from .engine import Engine
-        return Engine(W=self.W, D_MAX=self.D_MAX, B_MAX=self.B_MAX, BUF_DEPTH=self.BUF_DEPTH)
+        return engine_class(self.ARCH)(W=self.W, D_MAX=self.D_MAX, B_MAX=self.B_MAX,
+                                       BUF_DEPTH=self.BUF_DEPTH)
 
     def make_store(self):
         """The sample store; board tops override this to use a vendor RAM."""

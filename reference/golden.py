@@ -59,6 +59,10 @@ _D_MAX_LIMIT = 1 << 22
 # configuration and result types (shared with zipml.sim.engine_rtl)
 # ----------------------------------------------------------------------------------------------
 
+#: the gateware architectures of the engine (`EngineConfig.ARCH`)
+ARCHS = ("parallel", "serial")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Synthesis parameters of one engine build (docs/engine.md, "Synthesis parameters").
@@ -73,12 +77,17 @@ class EngineConfig:
         Largest minibatch, 1..15 (the header fields are 4 bits).
     BUF_DEPTH : int
         Words of the single-sample (mode 1) code buffer, both halves together.
+    ARCH : str
+        Which gateware implements the contract: ``"parallel"`` (`zipml.hw.engine.Engine`, a
+        chunk per cycle) or ``"serial"`` (`zipml.hw.serial_engine.SerialEngine`, a lane per
+        cycle, small enough for the iCE40 UP5K). The arithmetic, and so this model, is the same.
     """
 
     W: int = 32
     D_MAX: int = 4096
     B_MAX: int = 8
     BUF_DEPTH: int = 2 * 8 * 128 * 8
+    ARCH: str = "parallel"
 
     def __post_init__(self):
         W, D_MAX, B_MAX, BUF = self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH
@@ -93,6 +102,9 @@ class EngineConfig:
             raise ValueError(f"EngineConfig: B_MAX must be in 1..15, got {B_MAX!r}")
         if not (isinstance(BUF, (int, np.integer)) and BUF >= 0 and BUF % 2 == 0):
             raise ValueError(f"EngineConfig: BUF_DEPTH must be an even count >= 0, got {BUF!r}")
+        if self.ARCH not in ARCHS:
+            raise ValueError(f"EngineConfig: ARCH must be one of {', '.join(ARCHS)}, "
+                             f"got {self.ARCH!r}")
 
     @property
     def C_MAX(self) -> int:

@@ -32,14 +32,15 @@ _models: dict = {}
 def top_name(config: EngineConfig) -> str:
     """Verilog module name of one engine build; every synthesis parameter is in it, because
     widths are fixed at generation (one uniquely named module per parameter set)."""
-    return (f"zipml_engine_w{config.W}_d{config.D_MAX}_b{config.B_MAX}"
+    arch = "" if config.ARCH == "parallel" else f"_{config.ARCH}"
+    return (f"zipml_engine{arch}_w{config.W}_d{config.D_MAX}_b{config.B_MAX}"
             f"_buf{config.BUF_DEPTH}")
 
 
 def _engine(config: EngineConfig):
-    from ..hw.engine import Engine
-    return Engine(W=config.W, D_MAX=config.D_MAX, B_MAX=config.B_MAX,
-                  BUF_DEPTH=config.BUF_DEPTH)
+    from ..hw.soc import engine_class
+    return engine_class(config.ARCH)(W=config.W, D_MAX=config.D_MAX, B_MAX=config.B_MAX,
+                                     BUF_DEPTH=config.BUF_DEPTH)
 
 
 def engine_verilog(config: EngineConfig) -> tuple[str, str, int]:

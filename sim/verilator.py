@@ -137,7 +137,9 @@ def to_verilog(component, name: str, *, emit_src: bool = False) -> str:
 _MODULE_RE = (r"\bmodule\s+{name}\s*(?:#\s*\(.*?\)\s*)?\((?P<header>.*?)\)\s*;"
               r"(?P<body>.*?)\bendmodule")
 _DECL_RE = re.compile(
-    r"(?:^|[;(,])\s*(?:\(\*.*?\*\)\s*)*(?P<dir>input|output|inout)\b\s*"
+    # an attribute's text cannot hold "*)": a lazy ".*?" there would scan the rest of the file
+    # from every "(*" (quadratic in the size of the netlist)
+    r"(?:^|[;(,])\s*(?:\(\*(?:[^*]|\*(?!\)))*\*\)\s*)*(?P<dir>input|output|inout)\b\s*"
     r"(?:wire\b|reg\b|logic\b)?\s*(?:signed\b)?\s*"
     r"(?:\[\s*(?P<msb>\d+)\s*:\s*(?P<lsb>\d+)\s*\])?\s*"
     # names after the first must not be the next declaration's keyword (ANSI headers)

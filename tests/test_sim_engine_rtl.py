@@ -2,7 +2,8 @@
 golden model: model words and the counters samples, words and overflow, bit for bit, on the
 same random cases as the cocotb testbench (sim/cocotb_engine.py), with random valid gaps.
 
-One engine build (W = 32) serves the whole module; the matrix over every q is slow.
+One engine build (W = 32) serves most of the module; the lane-serial engine (the iCEBreaker's,
+W = 8) runs the same kind of cases on a build of its own. The matrices over every q are slow.
 """
 
 import numpy as np
@@ -56,12 +57,14 @@ def test_gaps_change_cycles_not_results():
     assert b.cycles > a.cycles
 
 
-def test_saturation_sets_overflow():
+@pytest.mark.parametrize("arch", ["parallel", "serial"])
+def test_saturation_sets_overflow(arch):
     # a huge step and big labels drive E, T and X' into saturation: the sticky flag must agree
-    regs, words, init = make_case(CONFIG, Case(q=2, mode=0, d=40, B=1, n=6, seed=31))
+    config = CONFIG if arch == "parallel" else SERIAL
+    regs, words, init = make_case(config, Case(q=2, mode=0, d=40, B=1, n=6, seed=31))
     hot = EngineRegs(q=regs.q, mode=regs.mode, d=regs.d, step=(1 << 18) - 1, step_shift=0)
-    got = engine_rtl.run(CONFIG, hot, words, init_model=init, gaps=0.2, seed=3)
-    want = golden.run(CONFIG, hot, words, init_model=init)
+    got = engine_rtl.run(config, hot, words, init_model=init, gaps=0.2, seed=3)
+    want = golden.run(config, hot, words, init_model=init)
     assert want.overflow, "this case is meant to saturate"
     assert got.overflow
     np.testing.assert_array_equal(got.model_words, want.model_words)
@@ -100,3 +103,34 @@ def test_rtl_other_widths(W):
             Case(q=8, mode=1, d=W, B=4, n=9, decay=1, l2=5, seed=3),
             Case(q=1, mode=0, d=1, B=1, n=4, epochs=2, seed=4)]):
         check(case, config)
+
+
+SERIAL = EngineConfig(W=8, D_MAX=512, B_MAX=8, BUF_DEPTH=2 * 8 * 40 * 8, ARCH="serial")
+SERIAL_CASES = [
+    Case(q=1, mode=0, d=1, B=1, n=6, gaps=0.3, seed=41),
+    Case(q=2, mode=1, d=7, B=3, n=8, decay=1, gaps=0.2, seed=42),
+    Case(q=3, mode=0, d=9, B=8, n=19, l2=5, gaps=0.1, seed=43),
+    Case(q=5, mode=1, d=8, B=1, n=5, gaps=0.4, seed=44),
+    Case(q=8, mode=0, d=301, B=5, n=12, decay=2, l2=7, gaps=0.3, epochs=2, seed=45),
+    Case(q=32, mode=1, d=37, B=2, n=5, gaps=0.3, seed=46),
+    Case(q=4, mode=1, d=300, B=8, n=17, gaps=0.1, seed=47),
+]
+
+
+@pytest.mark.parametrize("case", SERIAL_CASES, ids=lambda c: c.name)
+def test_serial_rtl_matches_golden(case):
+    check(case, SERIAL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("q", list(range(1, 9)) + [32])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_serial_rtl_matrix(q, mode):
+    seed = 2000 + 10 * q + mode
+    for d in (1, 7, 8, 9, 250):
+        for B in (1, 3, 8):
+            if mode == 1 and B * (-(-d // 8)) * q > SERIAL.BUF_DEPTH // 2:
+                continue
+            seed += 1
+            check(Case(q=q, mode=mode, d=d, B=B, n=10, decay=seed % 3, l2=6 * (seed % 2),
+                       gaps=0.3, epochs=2, seed=seed), SERIAL)

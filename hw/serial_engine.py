@@ -1,0 +1,392 @@
+"""The lane-serial ZipML engine: the same stream, arithmetic and ports as `Engine`, one lane a cycle.
+
+`Engine` works on a whole chunk (W lanes of 32-bit model words) per cycle; on W = 8 that is
+~11 000 iCE40 logic cells, twice the iCE40 UP5K. `SerialEngine` keeps the contract of
+docs/engine.md (stream layout, integer arithmetic, registers, ports) and the golden model, and
+spends W cycles on each stream word instead: one 32-bit adder each for the dot sum, the
+update accumulator and the write-back, the model in a one-word-wide block RAM, the per-lane
+update accumulators U in a ring of registers. It takes one stream word every W cycles (or
+W + 0 when words are back to back), so its bus efficiency is about 1/W; on the iCEBreaker the
+UART link (3 Mbaud) is still 16x slower than the engine at 48 MHz.
+
+docs/gateware.md, "The lane-serial engine", describes the schedule and its latency.
+"""
+
+from amaranth.hdl import Module, Signal, Mux, Cat, Array, signed, unsigned, ResetInserter
+from amaranth.lib import wiring, stream, data, enum
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .dot import DotAccumulate, G, sum_width, acc_width
+from .engine import COUNTER_BITS
+from .loss import SquaredLoss
+from .model_mem import MW
+from .scalar import Scalar, STEP_BITS
+from .update import GradTerm, u_width, sat
+
+__all__ = ["SerialEngine"]
+
+
+class _State(enum.Enum, shape=2):
+    HEADER = 0
+    LABEL = 1
+    CHUNK = 2
+
+
+class _Kind(enum.Enum, shape=2):
+    GRAD = 0     # a grad plane word: U_i += +-term for every lane
+    WB = 1       # the write-back of a chunk (no stream word): X' = sat32(X - shrink - U >> G)
+    DOT = 2      # a dot plane word: S = sum of +-X_i, then A_s += (S << G) >> (p + 1)
+
+
+class SerialEngine(wiring.Component):
+    """Minibatch SGD engine on bit-plane streams, one lane per cycle (docs/engine.md).
+
+    Same parameters, ports, registers and counters as `zipml.hw.engine.Engine`; the two are
+    interchangeable behind `zipml.hw.soc.System` and the golden model describes both.
+
+    Parameters
+    ----------
+    W : int
+        Stream width = lanes = features per chunk (8, 16, 32 or 64).
+    D_MAX : int
+        Largest d, a multiple of W.
+    B_MAX : int
+        Largest minibatch, 1..15.
+    BUF_DEPTH : int
+        Words of the mode-1 code buffer (two halves); 0 builds no buffer (mode 1 unusable).
+    L2 : bool
+        Build the L2 shrink (one 32-bit shifter here); ``False``: ``l2_shift`` is ignored.
+
+    Schedule
+    --------
+    The parser issues one *item* at a time into a lane loop of W cycles: a grad plane word (from
+    the stream in mode 0, from the code buffer in mode 1), a chunk's write-back (after its grad
+    groups, when the pass has any), or a dot plane word. A grad item waits for its T (the
+    previous pass's dot of that sample). Lane operations run in stage L2, after the model RAM
+    read (L0 address, L1 data); write-backs reach the RAM in L4, at least W - 4 cycles before
+    the chunk's first dot lane reads them (W >= 8).
+
+    Latency: ``MODEL_READ_LATENCY`` = 2 for the model port; ``T_LATENCY`` cycles from taking a
+    sample's last dot word to its T.
+    """
+
+    MODEL_READ_LATENCY = 2
+    #: code of this architecture in the board's capability register
+    ARCH_CODE = 1
+
+    def __init__(self, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, L2=True):
+        if W not in (8, 16, 32, 64):
+            raise ValueError(f"SerialEngine: W must be 8, 16, 32 or 64, got {W!r}")
+        if not (isinstance(D_MAX, int) and D_MAX > 0 and D_MAX % W == 0):
+            raise ValueError(
+                f"SerialEngine: D_MAX must be a positive multiple of W={W}, got {D_MAX!r}")
+        if not (isinstance(B_MAX, int) and 1 <= B_MAX <= 15):
+            raise ValueError(f"SerialEngine: B_MAX must be in 1..15, got {B_MAX!r}")
+        if not (isinstance(BUF_DEPTH, int) and BUF_DEPTH >= 0 and BUF_DEPTH % 2 == 0):
+            raise ValueError(
+                f"SerialEngine: BUF_DEPTH must be an even count >= 0, got {BUF_DEPTH!r}")
+        self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH = W, D_MAX, B_MAX, BUF_DEPTH
+        self.L2 = bool(L2)
+        self.C_MAX = D_MAX // W
+        self.LW = -(-32 // W)
+        self.T_LATENCY = self.t_latency(W)
+        super().__init__({
+            "i_stream": In(stream.Signature(W)),
+            "q": In(6), "mode": In(1), "d": In(unsigned(D_MAX.bit_length())),
+            "step": In(STEP_BITS), "step_shift": In(6), "decay_shift": In(5),
+            "n_epoch": In(32), "l2_shift": In(6),
+            "enable": In(1), "clear": In(1),
+            "cycles": Out(COUNTER_BITS), "samples": Out(COUNTER_BITS),
+            "words": Out(COUNTER_BITS), "stall_cycles": Out(COUNTER_BITS),
+            "overflow": Out(1), "idle": Out(1),
+            "model_addr": In(range(D_MAX)), "model_we": In(1), "model_wdata": In(signed(MW)),
+            "model_rdata": Out(signed(MW)),
+        })
+
+    @staticmethod
+    def t_latency(W):
+        """Cycles from taking a sample's last dot word to its T in the T registers: the W
+        lanes, L1..L3, then accumulate, loss and scalar."""
+        return W + 3 + DotAccumulate.LATENCY + SquaredLoss.LATENCY + Scalar.LATENCY + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        W, B_MAX, C_MAX, LW = self.W, self.B_MAX, self.C_MAX, self.LW
+        lb = (W - 1).bit_length()
+        SW, AW, UW = sum_width(W), acc_width(self.D_MAX), u_width(B_MAX)
+
+        m.submodules.gterm = gterm = GradTerm()
+        m.submodules.acc = acc = DotAccumulate(B_MAX, SW, AW)
+        m.submodules.loss = loss = SquaredLoss(AW)
+        m.submodules.scalar = scal = Scalar()
+        m.submodules.labels = labels = ResetInserter(self.clear)(
+            SyncFIFO(width=MW, depth=B_MAX))
+
+        # ------------------------------------------------------------ static run-time values
+        c_last = Signal(range(C_MAX))                   # C - 1
+        last_mask = Signal(W)                           # active lanes of the last chunk
+        dm1 = Signal(unsigned(len(self.d)))
+        m.d.comb += dm1.eq(self.d - 1)
+        m.d.sync += c_last.eq(dm1 >> lb)
+        m.d.sync += last_mask.eq(Cat(*(dm1[:lb] >= i for i in range(W))))
+        q_last = Signal(6)
+        m.d.sync += q_last.eq(self.q - 1)
+
+        # ------------------------------------------------------------ model memory
+        # One 32-bit word per address (feature j at address j = k*W + i): the lanes of a chunk
+        # are read one a cycle. The host port has it while no item runs.
+        m.submodules.mem = mem = Memory(shape=signed(MW), depth=self.D_MAX, init=[])
+        mrd = mem.read_port(transparent_for=())
+        mwr = mem.write_port()
+        host_rdata = Signal(signed(MW))
+        m.d.sync += host_rdata.eq(mrd.data)
+        m.d.comb += self.model_rdata.eq(host_rdata)
+
+        # ------------------------------------------------------------ pass parser
+        state = Signal(_State)
+        n_dot, n_grad = Signal(4), Signal(4)
+        phase = Signal(_Kind)
+        k, s, p = Signal(range(C_MAX)), Signal(4), Signal(6)
+        lab_w = Signal(range(LW))
+        lab_n = Signal(4)
+        lab_acc = Signal(MW)
+        n_t = Signal(range(16))                         # T values of the current set written
+        T = Array(Signal(signed(MW), name=f"T{i}") for i in range(B_MAX))
+
+        half = self.BUF_DEPTH // 2
+        wh = Signal()
+        wcnt = Signal(range(max(half, 1)))
+        rcnt = Signal(range(max(half, 1)))
+        buf_rdata = Signal(W)
+        buf_fresh = Signal()                            # buf_rdata is the word at rcnt
+
+        # the lane loop (stage L0): the item being executed, one lane a cycle
+        busy = Signal()
+        lane = Signal(range(W))
+        e_kind = Signal(_Kind)
+        e_word = Signal(W)
+        e_mask = Signal(W)
+        e_k = Signal(range(C_MAX))
+        e_p = Signal(6)
+        e_t = Signal(signed(MW))
+        e_gfirst = Signal()                             # first grad plane of the chunk: U restarts
+        e_dstart, e_dlastp, e_dfinal = Signal(), Signal(), Signal()
+        e_ins = Signal(range(max(B_MAX, 2)))
+
+        payload = self.i_stream.payload
+        mode1 = self.mode
+        exec_free = ~busy | (lane == W - 1)
+        last_p = p == q_last
+        g_last_s = s == n_grad - 1
+        d_last_s = s == n_dot - 1
+        t_ok = s < n_t
+        in_chunk = state == _State.CHUNK
+
+        take = Signal()                                 # a stream word is taken
+        issue = Signal()                                # an item enters the lane loop
+        ready = Signal()
+        wants_word = (((phase == _Kind.GRAD) & ~mode1 & t_ok) | (phase == _Kind.DOT))
+        no_word = (((phase == _Kind.GRAD) & mode1 & t_ok & buf_fresh) | (phase == _Kind.WB))
+        lab_ok = (state != _State.LABEL) | labels.w_rdy
+        with m.Switch(state):
+            with m.Case(_State.HEADER):
+                m.d.comb += ready.eq(self.enable)
+            with m.Case(_State.LABEL):
+                m.d.comb += ready.eq(self.enable & lab_ok)
+            with m.Case(_State.CHUNK):
+                m.d.comb += [ready.eq(self.enable & exec_free & wants_word),
+                             issue.eq(take | (self.enable & exec_free & no_word))]
+        m.d.comb += [take.eq(ready & self.i_stream.valid), self.i_stream.ready.eq(ready)]
+
+        # header and labels
+        label_value = Signal(MW)
+        if W >= MW:
+            m.d.comb += label_value.eq(payload[:MW])
+        else:
+            m.d.comb += label_value.eq(Cat(lab_acc[W:], payload))
+        m.d.comb += labels.w_data.eq(label_value)
+        m.d.comb += labels.w_en.eq(take & (state == _State.LABEL) & (lab_w == LW - 1))
+        header = take & (state == _State.HEADER)
+        with m.If(header):
+            nd, ng = payload[0:4], payload[4:8]
+            m.d.sync += [n_dot.eq(nd), n_grad.eq(ng), k.eq(0), s.eq(0), p.eq(0),
+                         phase.eq(Mux(ng != 0, _Kind.GRAD, _Kind.DOT)),
+                         lab_w.eq(0), lab_n.eq(0), wh.eq(~wh), wcnt.eq(0), rcnt.eq(0)]
+            with m.If(nd != 0):
+                m.d.sync += state.eq(_State.LABEL)
+            with m.Elif(ng != 0):
+                m.d.sync += state.eq(_State.CHUNK)
+        with m.If(take & (state == _State.LABEL)):
+            m.d.sync += lab_acc.eq(label_value)
+            with m.If(lab_w == LW - 1):
+                m.d.sync += [lab_w.eq(0), lab_n.eq(lab_n + 1)]
+                with m.If(lab_n == n_dot - 1):
+                    m.d.sync += state.eq(_State.CHUNK)
+            with m.Else():
+                m.d.sync += lab_w.eq(lab_w + 1)
+
+        # the cursor: chunk k, then its grad groups, its write-back, its dot groups
+        next_chunk = Signal()
+        with m.If(issue):
+            with m.Switch(phase):
+                with m.Case(_Kind.GRAD):
+                    m.d.sync += [p.eq(Mux(last_p, 0, p + 1)), rcnt.eq(rcnt + 1)]
+                    with m.If(last_p):
+                        m.d.sync += s.eq(Mux(g_last_s, 0, s + 1))
+                        with m.If(g_last_s):
+                            m.d.sync += phase.eq(_Kind.WB)
+                with m.Case(_Kind.WB):
+                    with m.If(n_dot != 0):
+                        m.d.sync += phase.eq(_Kind.DOT)
+                    with m.Else():
+                        m.d.comb += next_chunk.eq(1)
+                with m.Case(_Kind.DOT):
+                    m.d.sync += [p.eq(Mux(last_p, 0, p + 1)), wcnt.eq(wcnt + 1)]
+                    with m.If(last_p):
+                        m.d.sync += s.eq(Mux(d_last_s, 0, s + 1))
+                        with m.If(d_last_s):
+                            m.d.comb += next_chunk.eq(1)
+        with m.If(next_chunk):
+            with m.If(k == c_last):
+                m.d.sync += state.eq(_State.HEADER)
+            with m.Else():
+                m.d.sync += [k.eq(k + 1), phase.eq(Mux(n_grad != 0, _Kind.GRAD, _Kind.DOT))]
+        # The first dot item of the last chunk: every grad of the pass has read its T and no T
+        # of this pass can be written yet, so the next T values start a new set.
+        new_t_set = issue & (phase == _Kind.DOT) & (k == c_last) & (s == 0) & (p == 0)
+
+        # ------------------------------------------------------------ mode-1 code buffer
+        if self.BUF_DEPTH:
+            m.submodules.buf = buf = Memory(shape=W, depth=self.BUF_DEPTH, init=[])
+            bw = buf.write_port()
+            br = buf.read_port(transparent_for=())
+            bw_addr = Signal.like(bw.addr)
+            bw_data = Signal(W)
+            bw_en = Signal()
+            m.d.sync += [bw_addr.eq(Mux(wh, half, 0) + wcnt), bw_data.eq(payload),
+                         bw_en.eq(issue & (phase == _Kind.DOT) & mode1)]
+            m.d.comb += [bw.addr.eq(bw_addr), bw.data.eq(bw_data), bw.en.eq(bw_en),
+                         br.addr.eq(Mux(wh, 0, half) + rcnt), br.en.eq(1),
+                         buf_rdata.eq(br.data)]
+        # the read address changes with the header and each grad item from the buffer; its
+        # data is there a cycle later
+        m.d.sync += buf_fresh.eq(~(header | (issue & (phase == _Kind.GRAD))))
+
+        # ------------------------------------------------------------ L0: the lane loop
+        with m.If(issue):
+            m.d.sync += [
+                busy.eq(1), lane.eq(0), e_kind.eq(phase),
+                e_word.eq(Mux((phase == _Kind.GRAD) & mode1, buf_rdata, payload)),
+                e_mask.eq(Mux(k == c_last, last_mask, (1 << W) - 1)),
+                e_k.eq(k), e_p.eq(p), e_t.eq(T[s]), e_gfirst.eq((s == 0) & (p == 0)),
+                e_dstart.eq((k == 0) & (p == 0)), e_dlastp.eq(last_p),
+                e_dfinal.eq((k == c_last) & last_p), e_ins.eq(n_dot - 1),
+            ]
+        with m.Elif(busy):
+            m.d.sync += [lane.eq(lane + 1), e_word.eq(e_word >> 1), e_mask.eq(e_mask >> 1)]
+            with m.If(lane == W - 1):
+                m.d.sync += busy.eq(0)
+
+        op_layout = data.StructLayout({
+            "valid": 1, "kind": _Kind, "bit": 1, "active": 1, "first_lane": 1, "last_lane": 1,
+            "gfirst": 1, "addr": range(self.D_MAX), "p": 6, "dstart": 1, "dlastp": 1,
+            "dfinal": 1, "ins": range(max(B_MAX, 2)),
+        })
+        ops = [Signal(op_layout, name=f"l{i}") for i in range(5)]
+        l0, l1, l2, l3, l4 = ops
+        m.d.comb += [
+            l0.valid.eq(busy), l0.kind.eq(e_kind), l0.bit.eq(e_word[0]), l0.active.eq(e_mask[0]),
+            l0.first_lane.eq(lane == 0), l0.last_lane.eq(lane == W - 1), l0.gfirst.eq(e_gfirst),
+            l0.addr.eq(Cat(lane, e_k)), l0.p.eq(e_p), l0.dstart.eq(e_dstart),
+            l0.dlastp.eq(e_dlastp), l0.dfinal.eq(e_dfinal), l0.ins.eq(e_ins),
+        ]
+        for a, b in zip(ops, ops[1:]):
+            m.d.sync += b.eq(a)
+        # The grad term of the item's plane: shift in L0 -> L1, negation L1 -> L2.
+        m.d.comb += [gterm.t.eq(e_t), gterm.p.eq(e_p)]
+        # the model RAM: the lane's word in L0 -> L1; the host's address while no item runs
+        m.d.comb += [mrd.addr.eq(Mux(busy, l0.addr, self.model_addr)), mrd.en.eq(1)]
+        x = Signal(signed(MW))
+        m.d.sync += x.eq(mrd.data)
+
+        # ------------------------------------------------------------ L2: the lane operation
+        u = [Signal(signed(UW), name=f"u{i}") for i in range(W)]   # u[0]: this lane's U
+        u_new = Signal(signed(UW))
+        m.d.comb += u_new.eq(Mux(l2.gfirst, 1 << (G - 1), u[0])
+                             + Mux(l2.bit, gterm.term, gterm.nterm))
+        is_grad = l2.valid & (l2.kind == _Kind.GRAD)
+        is_wb = l2.valid & (l2.kind == _Kind.WB)
+        is_dot = l2.valid & (l2.kind == _Kind.DOT)
+        with m.If(is_grad | is_wb):
+            # the ring turns once per grad or write-back lane, so u[0] is always this lane's U
+            m.d.sync += [a.eq(b) for a, b in zip(u, u[1:])]
+            m.d.sync += u[-1].eq(Mux(is_grad, u_new, u[0]))
+        # write-back: X - (U >> G) now, the shrink subtracted in L3, saturation in L4
+        wb_a = Signal(signed(MW + UW - G + 1))
+        wb_shr = Signal(signed(MW))
+        m.d.sync += wb_a.eq(x - (u[0] >> G))
+        if self.L2:
+            m.d.sync += wb_shr.eq(Mux(self.l2_shift == 0, 0, x >> self.l2_shift))
+        # dot: the plane sum over the lanes
+        ssum = Signal(signed(SW))
+        s_new = Signal(signed(SW))
+        m.d.comb += s_new.eq(Mux(l2.first_lane, 0, ssum)
+                             + Mux(l2.active, Mux(l2.bit, x, -x), 0))
+        with m.If(is_dot):
+            m.d.sync += ssum.eq(s_new)
+
+        # ------------------------------------------------------------ L3: shrink, dot out
+        wb_diff = Signal(signed(len(wb_a) + 1))
+        m.d.sync += wb_diff.eq(wb_a - wb_shr)
+        m.d.comb += [acc.i_valid.eq(l3.valid & (l3.kind == _Kind.DOT) & l3.last_lane),
+                     acc.s.eq(ssum), acc.p.eq(l3.p), acc.start.eq(l3.dstart),
+                     acc.last_plane.eq(l3.dlastp), acc.final.eq(l3.dfinal), acc.ins.eq(l3.ins)]
+
+        # ------------------------------------------------------------ L4: write-back
+        x_new, x_ovf = sat(m, wb_diff, MW, "x_new")
+        wb_en = l4.valid & (l4.kind == _Kind.WB) & l4.active
+        m.d.comb += [mwr.addr.eq(Mux(wb_en, l4.addr, self.model_addr)),
+                     mwr.data.eq(Mux(wb_en, x_new, self.model_wdata)),
+                     mwr.en.eq(wb_en | (self.model_we & ~busy))]
+
+        # ------------------------------------------------------------ loss, scalar, T
+        m.d.comb += [labels.r_en.eq(acc.o_valid),
+                     loss.i_valid.eq(acc.o_valid), loss.a.eq(acc.o_a),
+                     loss.label.eq(labels.r_data.as_signed()),
+                     scal.clear.eq(self.clear), scal.step.eq(self.step),
+                     scal.step_shift.eq(self.step_shift), scal.decay_shift.eq(self.decay_shift),
+                     scal.n_epoch.eq(self.n_epoch),
+                     scal.i_valid.eq(loss.o_valid), scal.e.eq(loss.e)]
+        with m.If(new_t_set):
+            m.d.sync += n_t.eq(0)
+        with m.If(scal.o_valid):
+            m.d.sync += [T[n_t].eq(scal.t), n_t.eq(n_t + 1)]
+
+        # ------------------------------------------------------------ counters, idle
+        drain = Signal(range(self.T_LATENCY + 4))
+        with m.If(take | issue):
+            m.d.sync += drain.eq(self.T_LATENCY + 2)
+        with m.Elif(drain != 0):
+            m.d.sync += drain.eq(drain - 1)
+        m.d.comb += self.idle.eq((state == _State.HEADER) & (drain == 0))
+
+        with m.If(self.enable):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+            with m.If(~ready):
+                m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
+        with m.If(take):
+            m.d.sync += self.words.eq(self.words + 1)
+        with m.If(scal.o_valid):
+            m.d.sync += self.samples.eq(self.samples + 1)
+        with m.If((wb_en & x_ovf) | loss.ovf | scal.ovf):
+            m.d.sync += self.overflow.eq(1)
+
+        with m.If(self.clear):
+            m.d.sync += [state.eq(_State.HEADER), n_t.eq(0), wh.eq(0), drain.eq(0), busy.eq(0),
+                         self.cycles.eq(0), self.stall_cycles.eq(0), self.words.eq(0),
+                         self.samples.eq(0), self.overflow.eq(0)]
+            for op in ops[1:]:
+                m.d.sync += op.valid.eq(0)
+        return m
