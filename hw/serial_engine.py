@@ -12,20 +12,35 @@ UART link (3 Mbaud) is still 16x slower than the engine at 48 MHz.
 docs/gateware.md, "The lane-serial engine", describes the schedule and its latency.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, Array, signed, unsigned, ResetInserter
+from amaranth.hdl import Module, Signal, Mux, Cat, signed, unsigned
 from amaranth.lib import wiring, stream, data, enum
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .dot import DotAccumulate, G, sum_width, acc_width
+from .dot import G, sum_width, acc_width
 from .engine import COUNTER_BITS
 from .loss import SquaredLoss
 from .model_mem import MW
-from .scalar import Scalar, STEP_BITS
-from .update import GradTerm, u_width, sat
+from .scalar import STEP_BITS
+from .serial_scalar import SerialScalar
+from .update import TERM_W, u_width, sat
 
 __all__ = ["SerialEngine"]
+
+
+def add_or_sub(m, a, b, sub, width, name):
+    """``a - b`` if ``sub`` else ``a + b`` (signed, ``width`` bits) on one carry chain.
+
+    b is inverted when subtracting and the carry-in ``sub`` rides in an extra low bit of both
+    addends (``sub + sub`` carries ``sub`` into bit 1): one (width + 1)-bit adder, where a
+    multiplexer of a sum and a difference costs two.
+    """
+    a_w = Signal(signed(width), name=f"{name}_a")
+    b_w = Signal(signed(width), name=f"{name}_b")
+    res = Signal(signed(width), name=name)
+    m.d.comb += [a_w.eq(a), b_w.eq(b),
+                 res.eq((Cat(sub, a_w) + Cat(sub, b_w ^ sub.replicate(width)))[1:width + 1])]
+    return res
 
 
 class _State(enum.Enum, shape=2):
@@ -69,10 +84,13 @@ class SerialEngine(wiring.Component):
     the chunk's first dot lane reads them (W >= 8).
 
     Latency: ``MODEL_READ_LATENCY`` = 2 for the model port; ``T_LATENCY`` cycles from taking a
-    sample's last dot word to its T.
+    sample's last dot word to its error in the scalar stage, which takes
+    ``STEP_SHIFT // 8 + STEP_SHIFT % 8 + 5`` cycles a sample.
     """
 
     MODEL_READ_LATENCY = 2
+    #: the small memories (T values, labels, dot accumulators) go to block RAM, not flip-flops
+    _BLOCK = {"ram_style": "block"}
     #: code of this architecture in the board's capability register
     ARCH_CODE = 1
 
@@ -107,9 +125,9 @@ class SerialEngine(wiring.Component):
 
     @staticmethod
     def t_latency(W):
-        """Cycles from taking a sample's last dot word to its T in the T registers: the W
-        lanes, L1..L3, then accumulate, loss and scalar."""
-        return W + 3 + DotAccumulate.LATENCY + SquaredLoss.LATENCY + Scalar.LATENCY + 1
+        """Cycles from taking a sample's last dot word to its error E entering the scalar
+        stage (the W lanes, L1..L5, the loss); `SerialScalar` then takes a variable time."""
+        return W + 5 + SquaredLoss.LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -117,12 +135,8 @@ class SerialEngine(wiring.Component):
         lb = (W - 1).bit_length()
         SW, AW, UW = sum_width(W), acc_width(self.D_MAX), u_width(B_MAX)
 
-        m.submodules.gterm = gterm = GradTerm()
-        m.submodules.acc = acc = DotAccumulate(B_MAX, SW, AW)
         m.submodules.loss = loss = SquaredLoss(AW)
-        m.submodules.scalar = scal = Scalar()
-        m.submodules.labels = labels = ResetInserter(self.clear)(
-            SyncFIFO(width=MW, depth=B_MAX))
+        m.submodules.scalar = scal = SerialScalar()
 
         # ------------------------------------------------------------ static run-time values
         c_last = Signal(range(C_MAX))                   # C - 1
@@ -153,7 +167,26 @@ class SerialEngine(wiring.Component):
         lab_n = Signal(4)
         lab_acc = Signal(MW)
         n_t = Signal(range(16))                         # T values of the current set written
-        T = Array(Signal(signed(MW), name=f"T{i}") for i in range(B_MAX))
+        # T values in a RAM read at the cursor's group s (a cycle ahead of the issue: t_fresh)
+        m.submodules.tmem = tmem = Memory(shape=signed(MW), depth=16, init=[],
+                                          attrs=self._BLOCK)
+        t_wr = tmem.write_port()
+        t_rd = tmem.read_port(transparent_for=(t_wr,))
+        t_fresh = Signal()
+        # labels: a queue of 16 in RAM (two passes' worth at B_MAX <= 8; the next pass's labels
+        # may arrive before this pass's last samples are finished)
+        m.submodules.lmem = lmem = Memory(shape=signed(MW), depth=16, init=[],
+                                          attrs=self._BLOCK)
+        l_wr = lmem.write_port()
+        l_rd = lmem.read_port(transparent_for=())
+        l_head, l_tail = Signal(4), Signal(4)
+        l_count = Signal(range(17))
+        l_push, l_pop = Signal(), Signal()
+        m.d.sync += l_count.eq(l_count + l_push - l_pop)
+        with m.If(l_push):
+            m.d.sync += l_tail.eq(l_tail + 1)
+        with m.If(l_pop):
+            m.d.sync += l_head.eq(l_head + 1)
 
         half = self.BUF_DEPTH // 2
         wh = Signal()
@@ -170,10 +203,10 @@ class SerialEngine(wiring.Component):
         e_mask = Signal(W)
         e_k = Signal(range(C_MAX))
         e_p = Signal(6)
-        e_t = Signal(signed(MW))
+        e_s = Signal(4)
+        e_term = Signal(signed(TERM_W))                 # (T << G) >> (p + 1) of a grad item
         e_gfirst = Signal()                             # first grad plane of the chunk: U restarts
         e_dstart, e_dlastp, e_dfinal = Signal(), Signal(), Signal()
-        e_ins = Signal(range(max(B_MAX, 2)))
 
         payload = self.i_stream.payload
         mode1 = self.mode
@@ -181,7 +214,7 @@ class SerialEngine(wiring.Component):
         last_p = p == q_last
         g_last_s = s == n_grad - 1
         d_last_s = s == n_dot - 1
-        t_ok = s < n_t
+        t_ok = (s < n_t) & t_fresh
         in_chunk = state == _State.CHUNK
 
         take = Signal()                                 # a stream word is taken
@@ -189,7 +222,7 @@ class SerialEngine(wiring.Component):
         ready = Signal()
         wants_word = (((phase == _Kind.GRAD) & ~mode1 & t_ok) | (phase == _Kind.DOT))
         no_word = (((phase == _Kind.GRAD) & mode1 & t_ok & buf_fresh) | (phase == _Kind.WB))
-        lab_ok = (state != _State.LABEL) | labels.w_rdy
+        lab_ok = (state != _State.LABEL) | (l_count < 16 - 1)
         with m.Switch(state):
             with m.Case(_State.HEADER):
                 m.d.comb += ready.eq(self.enable)
@@ -206,8 +239,8 @@ class SerialEngine(wiring.Component):
             m.d.comb += label_value.eq(payload[:MW])
         else:
             m.d.comb += label_value.eq(Cat(lab_acc[W:], payload))
-        m.d.comb += labels.w_data.eq(label_value)
-        m.d.comb += labels.w_en.eq(take & (state == _State.LABEL) & (lab_w == LW - 1))
+        m.d.comb += [l_push.eq(take & (state == _State.LABEL) & (lab_w == LW - 1)),
+                     l_wr.addr.eq(l_tail), l_wr.data.eq(label_value), l_wr.en.eq(l_push)]
         header = take & (state == _State.HEADER)
         with m.If(header):
             nd, ng = payload[0:4], payload[4:8]
@@ -273,6 +306,9 @@ class SerialEngine(wiring.Component):
         # the read address changes with the header and each grad item from the buffer; its
         # data is there a cycle later
         m.d.sync += buf_fresh.eq(~(header | (issue & (phase == _Kind.GRAD))))
+        # T[s] is read every cycle; after s or the T set changes it is current a cycle later
+        m.d.comb += [t_rd.addr.eq(s), t_rd.en.eq(1)]
+        m.d.sync += t_fresh.eq(~(header | issue))
 
         # ------------------------------------------------------------ L0: the lane loop
         with m.If(issue):
@@ -280,9 +316,12 @@ class SerialEngine(wiring.Component):
                 busy.eq(1), lane.eq(0), e_kind.eq(phase),
                 e_word.eq(Mux((phase == _Kind.GRAD) & mode1, buf_rdata, payload)),
                 e_mask.eq(Mux(k == c_last, last_mask, (1 << W) - 1)),
-                e_k.eq(k), e_p.eq(p), e_t.eq(T[s]), e_gfirst.eq((s == 0) & (p == 0)),
+                e_k.eq(k), e_p.eq(p), e_s.eq(s), e_gfirst.eq((s == 0) & (p == 0)),
+                # the planes of a group come in order, so each term is the last one halved
+                # (a floor of a floor): no barrel shifter
+                e_term.eq(Mux(p == 0, t_rd.data << (G - 1), e_term >> 1)),
                 e_dstart.eq((k == 0) & (p == 0)), e_dlastp.eq(last_p),
-                e_dfinal.eq((k == c_last) & last_p), e_ins.eq(n_dot - 1),
+                e_dfinal.eq((k == c_last) & last_p),
             ]
         with m.Elif(busy):
             m.d.sync += [lane.eq(lane + 1), e_word.eq(e_word >> 1), e_mask.eq(e_mask >> 1)]
@@ -291,21 +330,23 @@ class SerialEngine(wiring.Component):
 
         op_layout = data.StructLayout({
             "valid": 1, "kind": _Kind, "bit": 1, "active": 1, "first_lane": 1, "last_lane": 1,
-            "gfirst": 1, "addr": range(self.D_MAX), "p": 6, "dstart": 1, "dlastp": 1,
-            "dfinal": 1, "ins": range(max(B_MAX, 2)),
+            "gfirst": 1, "addr": range(self.D_MAX), "p": 6, "s": 4, "dstart": 1, "dlastp": 1,
+            "dfinal": 1,
         })
         ops = [Signal(op_layout, name=f"l{i}") for i in range(5)]
         l0, l1, l2, l3, l4 = ops
         m.d.comb += [
             l0.valid.eq(busy), l0.kind.eq(e_kind), l0.bit.eq(e_word[0]), l0.active.eq(e_mask[0]),
             l0.first_lane.eq(lane == 0), l0.last_lane.eq(lane == W - 1), l0.gfirst.eq(e_gfirst),
-            l0.addr.eq(Cat(lane, e_k)), l0.p.eq(e_p), l0.dstart.eq(e_dstart),
-            l0.dlastp.eq(e_dlastp), l0.dfinal.eq(e_dfinal), l0.ins.eq(e_ins),
+            l0.addr.eq(Cat(lane, e_k)), l0.p.eq(e_p), l0.s.eq(e_s), l0.dstart.eq(e_dstart),
+            l0.dlastp.eq(e_dlastp), l0.dfinal.eq(e_dfinal),
         ]
         for a, b in zip(ops, ops[1:]):
             m.d.sync += b.eq(a)
-        # The grad term of the item's plane: shift in L0 -> L1, negation L1 -> L2.
-        m.d.comb += [gterm.t.eq(e_t), gterm.p.eq(e_p)]
+        # The grad term of the lane's item and its negation, in L2.
+        term1 = Signal(signed(TERM_W))
+        term2 = Signal(signed(TERM_W))
+        m.d.sync += [term1.eq(e_term), term2.eq(term1)]
         # the model RAM: the lane's word in L0 -> L1; the host's address while no item runs
         m.d.comb += [mrd.addr.eq(Mux(busy, l0.addr, self.model_addr)), mrd.en.eq(1)]
         x = Signal(signed(MW))
@@ -314,8 +355,8 @@ class SerialEngine(wiring.Component):
         # ------------------------------------------------------------ L2: the lane operation
         u = [Signal(signed(UW), name=f"u{i}") for i in range(W)]   # u[0]: this lane's U
         u_new = Signal(signed(UW))
-        m.d.comb += u_new.eq(Mux(l2.gfirst, 1 << (G - 1), u[0])
-                             + Mux(l2.bit, gterm.term, gterm.nterm))
+        m.d.comb += u_new.eq(add_or_sub(m, Mux(l2.gfirst, 1 << (G - 1), u[0]), term2, ~l2.bit,
+                                        UW, "u_sum"))
         is_grad = l2.valid & (l2.kind == _Kind.GRAD)
         is_wb = l2.valid & (l2.kind == _Kind.WB)
         is_dot = l2.valid & (l2.kind == _Kind.DOT)
@@ -332,17 +373,34 @@ class SerialEngine(wiring.Component):
         # dot: the plane sum over the lanes
         ssum = Signal(signed(SW))
         s_new = Signal(signed(SW))
-        m.d.comb += s_new.eq(Mux(l2.first_lane, 0, ssum)
-                             + Mux(l2.active, Mux(l2.bit, x, -x), 0))
+        m.d.comb += s_new.eq(add_or_sub(m, Mux(l2.first_lane, 0, ssum), Mux(l2.active, x, 0),
+                                        ~l2.bit, SW, "s_sum"))
         with m.If(is_dot):
             m.d.sync += ssum.eq(s_new)
 
-        # ------------------------------------------------------------ L3: shrink, dot out
+        # ------------------------------------------------------------ L3: shrink, plane weight
         wb_diff = Signal(signed(len(wb_a) + 1))
         m.d.sync += wb_diff.eq(wb_a - wb_shr)
-        m.d.comb += [acc.i_valid.eq(l3.valid & (l3.kind == _Kind.DOT) & l3.last_lane),
-                     acc.s.eq(ssum), acc.p.eq(l3.p), acc.start.eq(l3.dstart),
-                     acc.last_plane.eq(l3.dlastp), acc.final.eq(l3.dfinal), acc.ins.eq(l3.ins)]
+        # A_s += (S << G) >> (p + 1): the weight now, A_s read from its RAM now and written in L4
+        # (a sample's next plane comes W cycles later)
+        m.submodules.amem = amem = Memory(shape=signed(AW), depth=16, init=[], attrs=self._BLOCK)
+        a_rd = amem.read_port(transparent_for=())
+        a_wr = amem.write_port()
+        plane_done = l3.valid & (l3.kind == _Kind.DOT) & l3.last_lane
+        wterm = Signal(signed(SW + G - 1))
+        a_go, a_start, a_final = Signal(), Signal(), Signal()
+        a_s = Signal(4)
+        m.d.comb += [a_rd.addr.eq(l3.s), a_rd.en.eq(1)]
+        m.d.sync += [wterm.eq((ssum << (G - 1)) >> l3.p), a_go.eq(plane_done),
+                     a_start.eq(l3.dstart), a_final.eq(l3.dfinal), a_s.eq(l3.s)]
+        a_new = Signal(signed(AW))
+        m.d.comb += [a_new.eq(Mux(a_start, 0, a_rd.data) + wterm),
+                     a_wr.addr.eq(a_s), a_wr.data.eq(a_new), a_wr.en.eq(a_go)]
+        # a finished dot: its label is read from the queue now, the loss takes both in L5
+        a_done = Signal()
+        a_out = Signal(signed(AW))
+        m.d.comb += [l_pop.eq(a_go & a_final), l_rd.addr.eq(l_head), l_rd.en.eq(1)]
+        m.d.sync += [a_done.eq(l_pop), a_out.eq(a_new)]
 
         # ------------------------------------------------------------ L4: write-back
         x_new, x_ovf = sat(m, wb_diff, MW, "x_new")
@@ -352,17 +410,16 @@ class SerialEngine(wiring.Component):
                      mwr.en.eq(wb_en | (self.model_we & ~busy))]
 
         # ------------------------------------------------------------ loss, scalar, T
-        m.d.comb += [labels.r_en.eq(acc.o_valid),
-                     loss.i_valid.eq(acc.o_valid), loss.a.eq(acc.o_a),
-                     loss.label.eq(labels.r_data.as_signed()),
+        m.d.comb += [loss.i_valid.eq(a_done), loss.a.eq(a_out), loss.label.eq(l_rd.data),
                      scal.clear.eq(self.clear), scal.step.eq(self.step),
                      scal.step_shift.eq(self.step_shift), scal.decay_shift.eq(self.decay_shift),
                      scal.n_epoch.eq(self.n_epoch),
                      scal.i_valid.eq(loss.o_valid), scal.e.eq(loss.e)]
         with m.If(new_t_set):
             m.d.sync += n_t.eq(0)
+        m.d.comb += [t_wr.addr.eq(n_t), t_wr.data.eq(scal.t), t_wr.en.eq(scal.o_valid)]
         with m.If(scal.o_valid):
-            m.d.sync += [T[n_t].eq(scal.t), n_t.eq(n_t + 1)]
+            m.d.sync += n_t.eq(n_t + 1)
 
         # ------------------------------------------------------------ counters, idle
         drain = Signal(range(self.T_LATENCY + 4))
@@ -370,7 +427,7 @@ class SerialEngine(wiring.Component):
             m.d.sync += drain.eq(self.T_LATENCY + 2)
         with m.Elif(drain != 0):
             m.d.sync += drain.eq(drain - 1)
-        m.d.comb += self.idle.eq((state == _State.HEADER) & (drain == 0))
+        m.d.comb += self.idle.eq((state == _State.HEADER) & (drain == 0) & ~scal.busy)
 
         with m.If(self.enable):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -385,6 +442,7 @@ class SerialEngine(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [state.eq(_State.HEADER), n_t.eq(0), wh.eq(0), drain.eq(0), busy.eq(0),
+                         l_head.eq(0), l_tail.eq(0), l_count.eq(0),
                          self.cycles.eq(0), self.stall_cycles.eq(0), self.words.eq(0),
                          self.samples.eq(0), self.overflow.eq(0)]
             for op in ops[1:]:
