@@ -14,6 +14,8 @@ the grid (:func:`_grid_blocked`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["MAX_BITS", "grid", "quantize", "dequantize", "variance", "code_dtype",
@@ -26,9 +28,10 @@ METHODS = ("stochastic", "nearest")
 
 #: stochastic rounding to up to 8 bits (the engine's q, uint8 codes) draws 32-bit uniforms
 SMALL_BITS = 8
-#: values per block of :func:`_grid_blocked` (whole rows, about this many): its float64
-#: temporaries (256 KiB each) stay in the L2 cache through the block's handful of passes
-_BLOCK = 1 << 15
+#: values per block of :func:`_grid_blocked` (whole rows, about this many): large enough that
+#: a block's dozen NumPy calls cost little, small enough that its two float64 temporaries
+#: (512 KiB each) stay in cache through them; 2^15..2^17 measured alike (docs/bench.md)
+_BLOCK = 1 << 16
 
 
 def check_bits(q) -> int:
@@ -147,7 +150,7 @@ def _grid_blocked(a, q: int, rng, method: str, rows=None, copies: int = 1) -> np
     if not np.issubdtype(a.dtype, np.floating):
         a = a.astype(np.float64)
     # rows of the first axis, each flattened (a 0-d or 1-d ``a``: rows of one value)
-    rows2 = np.ascontiguousarray(a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
+    rows2 = np.ascontiguousarray(a.reshape(a.shape[0], math.prod(a.shape[1:]))
                                  if a.ndim >= 2 else a.reshape(-1, 1))
     n_rows = rows2.shape[0] if rows is None else rows.size
     d = rows2.shape[1]
@@ -170,7 +173,6 @@ def _grid_blocked(a, q: int, rng, method: str, rows=None, copies: int = 1) -> np
     p = np.empty(R * d, dtype=ftype)
     if stochastic:
         u = np.empty(R * d, dtype=np.float64)
-        t = np.empty(R * d, dtype=np.float64) if copies > 1 else p
     if rows is not None:
         gathered = np.empty((R, d), dtype=a.dtype)
     for r0 in range(0, n_rows, R):
@@ -191,11 +193,12 @@ def _grid_blocked(a, q: int, rng, method: str, rows=None, copies: int = 1) -> np
         if stochastic:
             np.multiply(blk, 0.5 * m, out=pk, dtype=np.float64)
             pk += 0.5 * (m + 1)
+            uk = u[:k]
             for j, g in enumerate(streams):
-                np.multiply(_int32_draws(g, k), 2.0 ** -32, out=u[:k])
-                np.add(pk, u[:k], out=t[:k])
-                # t >= 0: the cast truncates, which is floor
-                np.copyto(out[j, r0 * d:r0 * d + k], t[:k], casting="unsafe")
+                np.multiply(_int32_draws(g, k), 2.0 ** -32, out=uk)
+                uk += pk
+                # uk >= 0: the cast truncates, which is floor
+                np.copyto(out[j, r0 * d:r0 * d + k], uk, casting="unsafe")
         else:
             np.add(blk, 1.0, out=pk, dtype=ftype)
             pk *= 0.5 * m
