@@ -30,8 +30,8 @@ __all__ = [
 ]
 
 _UINT_BY_BYTES = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
-#: bytes of lanes (one byte per code bit lane) :func:`pack_segment` turns into planes at a time:
-#: its temporaries stay in the L2 cache and come from the heap, not from fresh pages
+#: lane bytes (one per value and byte of its code) :func:`pack_segment` turns into planes at a
+#: time: its temporaries stay in the L2 cache and come from the heap, not from fresh pages
 _PACK_BLOCK = 1 << 18
 
 
@@ -239,7 +239,7 @@ def pack_segment(W: int, q: int, mode: int, dot_codes, L, B: int = 1,
     if mode == 0:
         grad_codes = _check_codes(grad_codes, q, "grad_codes")
 
-    n_dot, n_grad, C, LW, gq, chunk_len, pass_len, off = _layout(n, d, q, W, B, mode)
+    n_dot, n_grad, C, LW, _, _, pass_len, off = _layout(n, d, q, W, B, mode)
     out = np.zeros(int(pass_len.sum()), dtype=np.uint64)
     labels = label_stream_words(L, W)                              # (n, LW)
     # Passes with the same (n_dot, n_grad) have the same length, so a run of them is one
