@@ -193,10 +193,8 @@ class Device:
         mode-1 buffer the build cannot take)."""
         from zipml.reference.golden import EngineConfig
         p = self.params
-        kw = dict(W=p["W"], D_MAX=p["D_MAX"], B_MAX=p["B_MAX"], BUF_DEPTH=p["BUF_DEPTH"])
-        if p["ARCH"] != "parallel":
-            kw["ARCH"] = p["ARCH"]
-        return EngineConfig(**kw)
+        return EngineConfig(W=p["W"], D_MAX=p["D_MAX"], B_MAX=p["B_MAX"], BUF_DEPTH=p["BUF_DEPTH"],
+                            ARCH=p["ARCH"])
 
     def check_job(self, config, regs):
         """Refuse, before anything is sent, a job built for another engine or with a register
@@ -204,8 +202,7 @@ class Device:
         ``regs`` its `EngineRegs`."""
         p = self.params
         mine = (p["W"], p["D_MAX"], p["B_MAX"], p["BUF_DEPTH"], p["ARCH"])
-        theirs = (config.W, config.D_MAX, config.B_MAX, config.BUF_DEPTH,
-                  getattr(config, "ARCH", "parallel"))
+        theirs = (config.W, config.D_MAX, config.B_MAX, config.BUF_DEPTH, config.ARCH)
         if mine != theirs:
             raise DeviceError(f"the board's engine is W, D_MAX, B_MAX, BUF_DEPTH, ARCH = {mine}, "
                               f"the job was built for {theirs}")
@@ -437,7 +434,7 @@ def sim_transport_for(config=None, **kwargs):
     config = config or DEFAULT_CONFIG
     kwargs.setdefault("STORE_DEPTH", 16384)
     return SimTransport(W=config.W, D_MAX=config.D_MAX, B_MAX=config.B_MAX,
-                        BUF_DEPTH=config.BUF_DEPTH, **kwargs)
+                        BUF_DEPTH=config.BUF_DEPTH, ARCH=config.ARCH, **kwargs)
 
 
 def train_sim(prepared, options, progress=None, config=None, transport=None):

@@ -109,9 +109,11 @@ class SerialTransport(Transport):
             self._port = None
 
 
-def _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, divisor):
+def _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, divisor, ARCH):
     """Verilog top name of a `System` build: every parameter in it."""
-    return f"zipml_system_w{W}_d{D_MAX}_b{B_MAX}_buf{BUF_DEPTH}_st{STORE_DEPTH}_div{divisor}"
+    arch = "" if ARCH == "parallel" else f"_{ARCH}"
+    return (f"zipml_system{arch}_w{W}_d{D_MAX}_b{B_MAX}_buf{BUF_DEPTH}_st{STORE_DEPTH}"
+            f"_div{divisor}")
 
 
 class SimTransport(Transport):
@@ -121,7 +123,7 @@ class SimTransport(Transport):
     ----------
     clk_freq, baud : int
         As the board (default: iCEBreaker, 12 MHz and 3 Mbaud, 4 clocks per bit).
-    W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH : int
+    W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, ARCH
         `System` parameters. Its Verilog is cached per parameter set and source code
         (`zipml.sim.verilator.to_verilog_cached`), the Verilator build per Verilog text.
     system : System, optional
@@ -141,16 +143,17 @@ class SimTransport(Transport):
     """
 
     def __init__(self, clk_freq=12_000_000, baud=3_000_000, W=8, D_MAX=256, B_MAX=8,
-                 BUF_DEPTH=512, STORE_DEPTH=4096, system=None, gap_prob=0.0, seed=0):
+                 BUF_DEPTH=512, STORE_DEPTH=4096, ARCH="parallel", system=None, gap_prob=0.0,
+                 seed=0):
         import pathlib
         import random
         from zipml.hw.soc import System, divisor_for
         from zipml.sim.verilator import Model, to_verilog, to_verilog_cached
         if system is None:
             params = dict(clk_freq=clk_freq, baud=baud, W=W, D_MAX=D_MAX, B_MAX=B_MAX,
-                          BUF_DEPTH=BUF_DEPTH, STORE_DEPTH=STORE_DEPTH)
+                          BUF_DEPTH=BUF_DEPTH, STORE_DEPTH=STORE_DEPTH, ARCH=ARCH)
             self.clk_freq, self.divisor = int(clk_freq), divisor_for(clk_freq, baud)
-            top = _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, self.divisor)
+            top = _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, self.divisor, ARCH)
             # `System` elaborates code of zipml.hw only (which may call into zipml.reference).
             # Parameters that fail never reach the cache: `System` checks them on the miss.
             package = pathlib.Path(__file__).resolve().parent.parent
@@ -159,7 +162,7 @@ class SimTransport(Transport):
         else:
             self.clk_freq, self.divisor = system.clk_freq, system.divisor
             top = _system_top(system.W, system.D_MAX, system.B_MAX, system.BUF_DEPTH,
-                              system.STORE_DEPTH, system.divisor)
+                              system.STORE_DEPTH, system.divisor, system.ARCH)
             # a System made elsewhere may be a subclass whose code the cache cannot hash
             verilog = to_verilog(system, top)
         self.baud = self.clk_freq / self.divisor

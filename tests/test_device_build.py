@@ -160,3 +160,28 @@ def real_sim():
 def test_jobs_the_build_cannot_do_are_refused_before_anything_is_sent(real_sim, d, options,
                                                                       match):
     _refused(real_sim, d, match, **options)
+
+
+def test_serial_architecture_board_says_so_and_trains_like_golden():
+    """The board system with the lane-serial engine (`System(ARCH="serial")`): ``caps`` names
+    the architecture, the host builds its jobs for that engine and the board trains diabetes
+    bit-exact to the golden model of the same config."""
+    from sklearn.datasets import load_diabetes
+    from zipml.host.backend_engine import train_golden
+    from zipml.host.device import train_sim
+    from zipml.host.problem import TrainOptions, prepare, resolve
+    from zipml.reference.golden import EngineConfig
+    t = SimTransport(W=8, D_MAX=64, B_MAX=8, BUF_DEPTH=1024, STORE_DEPTH=16384, ARCH="serial")
+    try:
+        assert Device(t).params["ARCH"] == "serial"
+        X, y = load_diabetes(return_X_y=True)
+        prepared = prepare(X, y, "regression")
+        options = resolve(prepared, TrainOptions(bits=4, epochs=1))
+        res = train_sim(prepared, options, transport=t)
+        gold = train_golden(prepared, options, config=EngineConfig(W=8, D_MAX=64, B_MAX=8,
+                                                                   BUF_DEPTH=1024,
+                                                                   ARCH="serial"))
+        assert res.extra["config"]["ARCH"] == "serial"
+        assert res.model_raw == gold.model_raw and res.mse == gold.mse
+    finally:
+        t.close()

@@ -35,6 +35,15 @@ def test_caps_fields_and_an_unknown_architecture():
         P.caps_value(True, 1 << P.CAPS_ARCH_BITS)
 
 
+def test_architecture_codes_are_the_engine_classes_own():
+    # One list of architectures: the config's names, the link's codes, the classes' ARCH_CODE.
+    from zipml.hw.soc import engine_class
+    from zipml.reference.golden import ARCHS
+    assert P.ARCH_NAMES == ARCHS
+    for code, name in enumerate(P.ARCH_NAMES):
+        assert getattr(engine_class(name), "ARCH_CODE", 0) == code
+
+
 def test_counters_pair_low_and_high_words():
     for name, (lo, hi) in P.COUNTERS.items():
         assert (lo.engine, lo.part, hi.engine, hi.part) == (name, 0, name, 1)
