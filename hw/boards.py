@@ -189,10 +189,15 @@ class BoardSpec:
 
 
 BOARDS = {
-    # UP5K: 30 EBRs of 4 kbit; W = 8 lanes of 32-bit words at D_MAX = 2048 fill 16 of them.
+    # UP5K: 5280 cells and 30 EBRs of 4 kbit. The parallel engine takes ~11 000 cells at W = 8,
+    # so the iCEBreaker has the lane-serial one. Its EBRs: the model (D_MAX = 1024 words of 32
+    # bits: 8), the code buffer (2048 bytes: 4), U, the dot sums, T values, labels and the
+    # scalar's queue (13), the frame receiver (1).
     "icebreaker": BoardSpec(
         name="icebreaker", family="ice40", clock="clk12", f_in_hz=12e6, target_mhz=48.0,
-        engine={"W": 8, "D_MAX": 2048, "B_MAX": 8, "BUF_DEPTH": 256}, leds=7,
+        # No L2 shrink: its shifter is the last 200 cells the system needs to fit.
+        engine={"ARCH": "serial", "W": 8, "D_MAX": 1024, "B_MAX": 8, "BUF_DEPTH": 2048,
+                "L2": False}, leds=7,
         baud=3_000_000, store_depth=131072),
     # ECP5-85F: 208 EBRs; W = 32 lanes, D_MAX = 4096 as in docs/engine.md.
     "ulx3s": BoardSpec(

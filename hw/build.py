@@ -177,9 +177,12 @@ def parse_report(report):
         ``critical_path`` (the same-clock path of the slowest clock, summarized),
         ``timing_met`` (every clock reached its constraint).
     """
-    fmax = {_clock_name(c): round(v["achieved"], 2) for c, v in report.get("fmax", {}).items()}
-    constraint = {_clock_name(c): round(v["constraint"], 2)
-                  for c, v in report.get("fmax", {}).items()}
+    # nextpnr-ice40 may put a constant net on a global buffer (block RAM clock-enable pins tied
+    # off) and list it as a clock; it clocks nothing of the design.
+    clocks = {c: v for c, v in report.get("fmax", {}).items()
+              if not c.startswith(("$PACKER_GND_NET", "$PACKER_VCC_NET"))}
+    fmax = {_clock_name(c): round(v["achieved"], 2) for c, v in clocks.items()}
+    constraint = {_clock_name(c): round(v["constraint"], 2) for c, v in clocks.items()}
     util = {}
     for bel, v in report.get("utilization", {}).items():
         if v.get("used", 0):

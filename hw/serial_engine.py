@@ -5,7 +5,7 @@
 docs/engine.md (stream layout, integer arithmetic, registers, ports) and the golden model, and
 spends W cycles on each stream word instead: one 32-bit adder each for the dot sum, the
 update accumulator and the write-back, the model in a one-word-wide block RAM, the per-lane
-update accumulators U in a ring of registers. It takes one stream word every W cycles (or
+update accumulators U in a block RAM. It takes one stream word every W cycles (or
 W + 0 when words are back to back), so its bus efficiency is about 1/W; on the iCEBreaker the
 UART link (3 Mbaud) is still 16x slower than the engine at 48 MHz.
 
@@ -353,21 +353,23 @@ class SerialEngine(wiring.Component):
         m.d.sync += x.eq(mrd.data)
 
         # ------------------------------------------------------------ L2: the lane operation
-        u = [Signal(signed(UW), name=f"u{i}") for i in range(W)]   # u[0]: this lane's U
+        # the lanes' update accumulators U in a RAM of W words: read in L1, used (and, for a
+        # grad lane, written back) in L2; a lane comes back W cycles later
+        m.submodules.umem = umem = Memory(shape=signed(UW), depth=W, init=[], attrs=self._BLOCK)
+        u_rd = umem.read_port(transparent_for=())
+        u_wr = umem.write_port()
+        m.d.comb += [u_rd.addr.eq(l1.addr[:lb]), u_rd.en.eq(1)]
+        u_old = u_rd.data
         u_new = Signal(signed(UW))
-        m.d.comb += u_new.eq(add_or_sub(m, Mux(l2.gfirst, 1 << (G - 1), u[0]), term2, ~l2.bit,
+        m.d.comb += u_new.eq(add_or_sub(m, Mux(l2.gfirst, 1 << (G - 1), u_old), term2, ~l2.bit,
                                         UW, "u_sum"))
         is_grad = l2.valid & (l2.kind == _Kind.GRAD)
-        is_wb = l2.valid & (l2.kind == _Kind.WB)
         is_dot = l2.valid & (l2.kind == _Kind.DOT)
-        with m.If(is_grad | is_wb):
-            # the ring turns once per grad or write-back lane, so u[0] is always this lane's U
-            m.d.sync += [a.eq(b) for a, b in zip(u, u[1:])]
-            m.d.sync += u[-1].eq(Mux(is_grad, u_new, u[0]))
+        m.d.comb += [u_wr.addr.eq(l2.addr[:lb]), u_wr.data.eq(u_new), u_wr.en.eq(is_grad)]
         # write-back: X - (U >> G) now, the shrink subtracted in L3, saturation in L4
         wb_a = Signal(signed(MW + UW - G + 1))
         wb_shr = Signal(signed(MW))
-        m.d.sync += wb_a.eq(x - (u[0] >> G))
+        m.d.sync += wb_a.eq(x - (u_old >> G))
         if self.L2:
             m.d.sync += wb_shr.eq(Mux(self.l2_shift == 0, 0, x >> self.l2_shift))
         # dot: the plane sum over the lanes

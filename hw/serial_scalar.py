@@ -75,10 +75,9 @@ class SerialScalar(wiring.Component):
             m.d.sync += w_ptr.eq(w_ptr + 1)
 
         step = self.step_work
-        count = Signal(32)
-        last_count = Signal(32)
-        decays = Signal()
-        m.d.sync += [last_count.eq(self.n_epoch - 1), decays.eq(self.n_epoch != 0)]
+        # samples left in the epoch, counted down (`Scalar` counts up to n_epoch - 1: the same
+        # epochs, one subtractor and register fewer); 0 = never decays
+        left_in_epoch = Signal(32)
         # shift amount as `Scalar`: (x + 2^(s-1)) >> s == ((x >> (s-1)) + 1) >> 1 for s >= 1, and
         # both are 0 for s - 1 >= 49 because |x| < 2^49
         sh = self.step_shift
@@ -103,12 +102,12 @@ class SerialScalar(wiring.Component):
                 e = q_rd.data
                 m.d.sync += [p_lo.eq(e[:16] * step), p_hi.eq(e[16:].as_signed() * step),
                              state.eq(_Step.SUM)]
-                with m.If(decays & (count == last_count)):
-                    m.d.sync += count.eq(0)
+                with m.If(left_in_epoch == 1):
+                    m.d.sync += left_in_epoch.eq(self.n_epoch)
                     with m.If(self.decay_shift != 0):
                         m.d.sync += step.eq(step - (step >> self.decay_shift))
-                with m.Else():
-                    m.d.sync += count.eq(count + 1)
+                with m.Elif(left_in_epoch != 0):
+                    m.d.sync += left_in_epoch.eq(left_in_epoch - 1)
             with m.Case(_Step.SUM):
                 m.d.sync += [y.eq((p_hi << 16) + p_lo), left.eq(amt), state.eq(_Step.SHIFT)]
             with m.Case(_Step.SHIFT):
@@ -125,6 +124,6 @@ class SerialScalar(wiring.Component):
                 m.d.sync += [self.t.eq(t), self.ovf.eq(o), self.o_valid.eq(1),
                              state.eq(_Step.IDLE)]
         with m.If(self.clear):
-            m.d.sync += [step.eq(self.step), count.eq(0), state.eq(_Step.IDLE),
+            m.d.sync += [step.eq(self.step), left_in_epoch.eq(self.n_epoch), state.eq(_Step.IDLE),
                          w_ptr.eq(0), r_ptr.eq(0)]
         return m

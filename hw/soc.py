@@ -106,6 +106,9 @@ class System(wiring.Component):
         Largest frame payload in bytes (`zipml.hw.protocol.MAX_PAYLOAD`).
     ARCH : str
         Engine architecture, ``parallel`` or ``serial`` (`engine_class`).
+    L2 : bool
+        Build the engine's L2 shrink; without it the ``caps`` register says so and the host
+        refuses L2 jobs.
 
     Ports
     -----
@@ -121,7 +124,7 @@ class System(wiring.Component):
     """
 
     def __init__(self, clk_freq, baud, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, STORE_DEPTH=1024,
-                 max_payload=P.MAX_PAYLOAD, ARCH="parallel"):
+                 max_payload=P.MAX_PAYLOAD, ARCH="parallel", L2=True):
         if W not in (8, 16, 32, 64):
             raise ValueError(f"W must be 8, 16, 32 or 64, got {W!r}")
         if STORE_DEPTH < 1:
@@ -130,7 +133,7 @@ class System(wiring.Component):
         self.baud = baud
         self.divisor = divisor_for(clk_freq, baud)
         self.W, self.D_MAX, self.B_MAX = W, D_MAX, B_MAX
-        self.ARCH = ARCH
+        self.ARCH, self.L2 = ARCH, bool(L2)
         engine_class(ARCH)      # an unknown architecture fails here, not at elaboration
         self.BUF_DEPTH, self.STORE_DEPTH = BUF_DEPTH, STORE_DEPTH
         self.max_payload = max_payload
@@ -142,7 +145,7 @@ class System(wiring.Component):
 
     def make_engine(self):
         return engine_class(self.ARCH)(W=self.W, D_MAX=self.D_MAX, B_MAX=self.B_MAX,
-                                       BUF_DEPTH=self.BUF_DEPTH)
+                                       BUF_DEPTH=self.BUF_DEPTH, L2=self.L2)
 
     def make_store(self):
         """The sample store; board tops override this to use a vendor RAM."""

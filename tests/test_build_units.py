@@ -245,13 +245,15 @@ def test_flash_without_bitstream_or_programmer(monkeypatch, tmp_path, capsys):
 
 
 def test_board_defaults_follow_engine_contract():
-    """Board engine parameters are the docs/engine.md table (W 8/32, D_MAX 2048/4096)."""
+    """Board engine parameters are the docs/engine.md table (W 8/32, D_MAX 1024/4096)."""
     text = (pathlib.Path(B.__file__).resolve().parent.parent / "docs" / "engine.md").read_text()
     row = lambda name: re.search(rf"^\| `{name}` \|[^|]*\|\s*(\S+)\s*\|\s*(\S+)\s*\|", text, re.M)
     assert (BOARDS["icebreaker"].engine["W"], BOARDS["ulx3s"].engine["W"]) == \
         tuple(int(v) for v in row("W").groups())
     assert (BOARDS["icebreaker"].engine["D_MAX"], BOARDS["ulx3s"].engine["D_MAX"]) == \
         tuple(int(v) for v in row("D_MAX").groups())
+    assert (BOARDS["icebreaker"].engine["ARCH"], BOARDS["ulx3s"].engine.get("ARCH", "parallel")) \
+        == row("ARCH").groups()
 
 
 @pytest.mark.parametrize("board, fmax", [("icebreaker", 47.3), ("icebreaker", 20.99),
