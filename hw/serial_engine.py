@@ -85,7 +85,7 @@ class SerialEngine(wiring.Component):
 
     Latency: ``MODEL_READ_LATENCY`` = 2 for the model port; ``T_LATENCY`` cycles from taking a
     sample's last dot word to its error in the scalar stage, which takes
-    ``STEP_SHIFT // 8 + STEP_SHIFT % 8 + 5`` cycles a sample.
+    ``STEP_SHIFT // 8 + STEP_SHIFT % 8 + 8`` cycles a sample.
     """
 
     MODEL_READ_LATENCY = 2
@@ -126,8 +126,9 @@ class SerialEngine(wiring.Component):
     @staticmethod
     def t_latency(W):
         """Cycles from taking a sample's last dot word to its error E entering the scalar
-        stage (the W lanes, L1..L5, the loss); `SerialScalar` then takes a variable time."""
-        return W + 5 + SquaredLoss.LATENCY
+        stage (decision, the W lanes, L1..L7, the loss); `SerialScalar` then takes a variable
+        time."""
+        return W + 8 + SquaredLoss.LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -172,7 +173,6 @@ class SerialEngine(wiring.Component):
                                           attrs=self._BLOCK)
         t_wr = tmem.write_port()
         t_rd = tmem.read_port(transparent_for=(t_wr,))
-        t_fresh = Signal()
         # labels: a queue of 16 in RAM (two passes' worth at B_MAX <= 8; the next pass's labels
         # may arrive before this pass's last samples are finished)
         m.submodules.lmem = lmem = Memory(shape=signed(MW), depth=16, init=[],
@@ -193,7 +193,6 @@ class SerialEngine(wiring.Component):
         wcnt = Signal(range(max(half, 1)))
         rcnt = Signal(range(max(half, 1)))
         buf_rdata = Signal(W)
-        buf_fresh = Signal()                            # buf_rdata is the word at rcnt
 
         # the lane loop (stage L0): the item being executed, one lane a cycle
         busy = Signal()
@@ -208,42 +207,65 @@ class SerialEngine(wiring.Component):
         e_gfirst = Signal()                             # first grad plane of the chunk: U restarts
         e_dstart, e_dlastp, e_dfinal = Signal(), Signal(), Signal()
 
+        lane_last = Signal()                            # lane == W - 1
         payload = self.i_stream.payload
         mode1 = self.mode
-        exec_free = ~busy | (lane == W - 1)
-        last_p = p == q_last
-        g_last_s = s == n_grad - 1
-        d_last_s = s == n_dot - 1
-        t_ok = (s < n_t) & t_fresh
-        in_chunk = state == _State.CHUNK
+        # An item is decided in one cycle and loaded at the end of the next (see below), so the
+        # next item may be decided at the loop's second-to-last lane (or when the loop is idle);
+        # registered a cycle ahead.
+        exec_free = Signal()
 
+        # The cursor's flags, registered: an item takes W >= 8 cycles, so the parser decides
+        # from flags of the cursor as it was a cycle ago, valid when the cursor did not move
+        # in that cycle (`fresh`). The RAM reads at the cursor (T[s], the code buffer at rcnt)
+        # are current under the same condition.
+        fresh = Signal()
+        last_p, g_last_s, d_last_s = Signal(), Signal(), Signal()
+        k_last, k_first, p_first, s_first = Signal(), Signal(), Signal(), Signal()
+        t_ok = Signal()
+        m.d.sync += [last_p.eq(p == q_last), g_last_s.eq(s == n_grad - 1),
+                     d_last_s.eq(s == n_dot - 1), k_last.eq(k == c_last), k_first.eq(k == 0),
+                     p_first.eq(p == 0), s_first.eq(s == 0), t_ok.eq(s < n_t)]
+        ph_grad, ph_wb, ph_dot = (phase == _Kind.GRAD), (phase == _Kind.WB), (phase == _Kind.DOT)
+
+        # The parser decides from registers only (take/issue), and acts a cycle later from the
+        # registered decision and word (take_r/issue_r/word): the fan-out of a decision to the
+        # cursor, the lane loop and the queues starts at a flip-flop. It takes at most a word
+        # every other cycle (the state it decides from is updated by the action).
         take = Signal()                                 # a stream word is taken
-        issue = Signal()                                # an item enters the lane loop
+        issue = Signal()                                # an item is decided
         ready = Signal()
-        wants_word = (((phase == _Kind.GRAD) & ~mode1 & t_ok) | (phase == _Kind.DOT))
-        no_word = (((phase == _Kind.GRAD) & mode1 & t_ok & buf_fresh) | (phase == _Kind.WB))
+        take_r, issue_r = Signal(), Signal()
+        word = Signal(W)
+        m.d.sync += [take_r.eq(take), issue_r.eq(issue), word.eq(payload)]
+        can_issue = self.enable & exec_free & fresh
+        wants_word = (ph_grad & ~mode1 & t_ok) | ph_dot
+        no_word = (ph_grad & mode1 & t_ok) | ph_wb
         lab_ok = (state != _State.LABEL) | (l_count < 16 - 1)
         with m.Switch(state):
             with m.Case(_State.HEADER):
-                m.d.comb += ready.eq(self.enable)
+                m.d.comb += ready.eq(self.enable & ~take_r)
             with m.Case(_State.LABEL):
-                m.d.comb += ready.eq(self.enable & lab_ok)
+                m.d.comb += ready.eq(self.enable & ~take_r & lab_ok)
             with m.Case(_State.CHUNK):
-                m.d.comb += [ready.eq(self.enable & exec_free & wants_word),
-                             issue.eq(take | (self.enable & exec_free & no_word))]
+                m.d.comb += [ready.eq(can_issue & wants_word),
+                             issue.eq(take | (can_issue & no_word))]
         m.d.comb += [take.eq(ready & self.i_stream.valid), self.i_stream.ready.eq(ready)]
 
-        # header and labels
+        # header and labels (acted on the cycle after the take)
+        # the label counters' tests, registered (words come at most every other cycle)
+        lab_w_last, lab_n_last = Signal(), Signal()
+        m.d.sync += [lab_w_last.eq(lab_w == LW - 1), lab_n_last.eq(lab_n == n_dot - 1)]
         label_value = Signal(MW)
         if W >= MW:
-            m.d.comb += label_value.eq(payload[:MW])
+            m.d.comb += label_value.eq(word[:MW])
         else:
-            m.d.comb += label_value.eq(Cat(lab_acc[W:], payload))
-        m.d.comb += [l_push.eq(take & (state == _State.LABEL) & (lab_w == LW - 1)),
+            m.d.comb += label_value.eq(Cat(lab_acc[W:], word))
+        m.d.comb += [l_push.eq(take_r & (state == _State.LABEL) & lab_w_last),
                      l_wr.addr.eq(l_tail), l_wr.data.eq(label_value), l_wr.en.eq(l_push)]
-        header = take & (state == _State.HEADER)
+        header = take_r & (state == _State.HEADER)
         with m.If(header):
-            nd, ng = payload[0:4], payload[4:8]
+            nd, ng = word[0:4], word[4:8]
             m.d.sync += [n_dot.eq(nd), n_grad.eq(ng), k.eq(0), s.eq(0), p.eq(0),
                          phase.eq(Mux(ng != 0, _Kind.GRAD, _Kind.DOT)),
                          lab_w.eq(0), lab_n.eq(0), wh.eq(~wh), wcnt.eq(0), rcnt.eq(0)]
@@ -251,18 +273,18 @@ class SerialEngine(wiring.Component):
                 m.d.sync += state.eq(_State.LABEL)
             with m.Elif(ng != 0):
                 m.d.sync += state.eq(_State.CHUNK)
-        with m.If(take & (state == _State.LABEL)):
+        with m.If(take_r & (state == _State.LABEL)):
             m.d.sync += lab_acc.eq(label_value)
-            with m.If(lab_w == LW - 1):
+            with m.If(lab_w_last):
                 m.d.sync += [lab_w.eq(0), lab_n.eq(lab_n + 1)]
-                with m.If(lab_n == n_dot - 1):
+                with m.If(lab_n_last):
                     m.d.sync += state.eq(_State.CHUNK)
             with m.Else():
                 m.d.sync += lab_w.eq(lab_w + 1)
 
         # the cursor: chunk k, then its grad groups, its write-back, its dot groups
         next_chunk = Signal()
-        with m.If(issue):
+        with m.If(issue_r):
             with m.Switch(phase):
                 with m.Case(_Kind.GRAD):
                     m.d.sync += [p.eq(Mux(last_p, 0, p + 1)), rcnt.eq(rcnt + 1)]
@@ -282,13 +304,13 @@ class SerialEngine(wiring.Component):
                         with m.If(d_last_s):
                             m.d.comb += next_chunk.eq(1)
         with m.If(next_chunk):
-            with m.If(k == c_last):
+            with m.If(k_last):
                 m.d.sync += state.eq(_State.HEADER)
             with m.Else():
                 m.d.sync += [k.eq(k + 1), phase.eq(Mux(n_grad != 0, _Kind.GRAD, _Kind.DOT))]
         # The first dot item of the last chunk: every grad of the pass has read its T and no T
         # of this pass can be written yet, so the next T values start a new set.
-        new_t_set = issue & (phase == _Kind.DOT) & (k == c_last) & (s == 0) & (p == 0)
+        new_t_set = issue_r & ph_dot & k_last & s_first & p_first
 
         # ------------------------------------------------------------ mode-1 code buffer
         if self.BUF_DEPTH:
@@ -298,35 +320,35 @@ class SerialEngine(wiring.Component):
             bw_addr = Signal.like(bw.addr)
             bw_data = Signal(W)
             bw_en = Signal()
-            m.d.sync += [bw_addr.eq(Mux(wh, half, 0) + wcnt), bw_data.eq(payload),
-                         bw_en.eq(issue & (phase == _Kind.DOT) & mode1)]
+            m.d.sync += [bw_addr.eq(Mux(wh, half, 0) + wcnt), bw_data.eq(word),
+                         bw_en.eq(issue_r & ph_dot & mode1)]
             m.d.comb += [bw.addr.eq(bw_addr), bw.data.eq(bw_data), bw.en.eq(bw_en),
                          br.addr.eq(Mux(wh, 0, half) + rcnt), br.en.eq(1),
                          buf_rdata.eq(br.data)]
-        # the read address changes with the header and each grad item from the buffer; its
-        # data is there a cycle later
-        m.d.sync += buf_fresh.eq(~(header | (issue & (phase == _Kind.GRAD))))
-        # T[s] is read every cycle; after s or the T set changes it is current a cycle later
+        # T[s] is read every cycle (current when `fresh`, like the buffer's word at rcnt)
         m.d.comb += [t_rd.addr.eq(s), t_rd.en.eq(1)]
-        m.d.sync += t_fresh.eq(~(header | issue))
+        # the cursor moves at the end of an action cycle, its flags follow a cycle later
+        m.d.sync += fresh.eq(~(take | issue | take_r | issue_r))
 
         # ------------------------------------------------------------ L0: the lane loop
-        with m.If(issue):
+        with m.If(issue_r):
             m.d.sync += [
-                busy.eq(1), lane.eq(0), e_kind.eq(phase),
-                e_word.eq(Mux((phase == _Kind.GRAD) & mode1, buf_rdata, payload)),
-                e_mask.eq(Mux(k == c_last, last_mask, (1 << W) - 1)),
-                e_k.eq(k), e_p.eq(p), e_s.eq(s), e_gfirst.eq((s == 0) & (p == 0)),
+                busy.eq(1), lane.eq(0), lane_last.eq(0), e_kind.eq(phase),
+                e_word.eq(Mux(ph_grad & mode1, buf_rdata, word)),
+                e_mask.eq(Mux(k_last, last_mask, (1 << W) - 1)),
+                e_k.eq(k), e_p.eq(p), e_s.eq(s), e_gfirst.eq(s_first & p_first),
                 # the planes of a group come in order, so each term is the last one halved
                 # (a floor of a floor): no barrel shifter
-                e_term.eq(Mux(p == 0, t_rd.data << (G - 1), e_term >> 1)),
-                e_dstart.eq((k == 0) & (p == 0)), e_dlastp.eq(last_p),
-                e_dfinal.eq((k == c_last) & last_p),
+                e_term.eq(Mux(p_first, t_rd.data << (G - 1), e_term >> 1)),
+                e_dstart.eq(k_first & p_first), e_dlastp.eq(last_p),
+                e_dfinal.eq(k_last & last_p),
             ]
         with m.Elif(busy):
-            m.d.sync += [lane.eq(lane + 1), e_word.eq(e_word >> 1), e_mask.eq(e_mask >> 1)]
-            with m.If(lane == W - 1):
+            m.d.sync += [lane.eq(lane + 1), e_word.eq(e_word >> 1), e_mask.eq(e_mask >> 1),
+                         lane_last.eq(lane == W - 2)]
+            with m.If(lane_last):
                 m.d.sync += busy.eq(0)
+        m.d.sync += exec_free.eq(Mux(issue_r, 0, ~busy | lane_last | (lane == W - 3)))
 
         op_layout = data.StructLayout({
             "valid": 1, "kind": _Kind, "bit": 1, "active": 1, "first_lane": 1, "last_lane": 1,
@@ -337,7 +359,7 @@ class SerialEngine(wiring.Component):
         l0, l1, l2, l3, l4 = ops
         m.d.comb += [
             l0.valid.eq(busy), l0.kind.eq(e_kind), l0.bit.eq(e_word[0]), l0.active.eq(e_mask[0]),
-            l0.first_lane.eq(lane == 0), l0.last_lane.eq(lane == W - 1), l0.gfirst.eq(e_gfirst),
+            l0.first_lane.eq(lane == 0), l0.last_lane.eq(lane_last), l0.gfirst.eq(e_gfirst),
             l0.addr.eq(Cat(lane, e_k)), l0.p.eq(e_p), l0.s.eq(e_s), l0.dstart.eq(e_dstart),
             l0.dlastp.eq(e_dlastp), l0.dfinal.eq(e_dfinal),
         ]
@@ -353,19 +375,32 @@ class SerialEngine(wiring.Component):
         m.d.sync += x.eq(mrd.data)
 
         # ------------------------------------------------------------ L2: the lane operation
-        # the lanes' update accumulators U in a RAM of W words: read in L1, used (and, for a
-        # grad lane, written back) in L2; a lane comes back W cycles later
+        # the lanes' update accumulators U in a RAM of W words: read in L1, used in L2, written
+        # back (grad lanes) in L3; a lane comes back W cycles later
         m.submodules.umem = umem = Memory(shape=signed(UW), depth=W, init=[], attrs=self._BLOCK)
         u_rd = umem.read_port(transparent_for=())
         u_wr = umem.write_port()
         m.d.comb += [u_rd.addr.eq(l1.addr[:lb]), u_rd.en.eq(1)]
         u_old = u_rd.data
-        u_new = Signal(signed(UW))
-        m.d.comb += u_new.eq(add_or_sub(m, Mux(l2.gfirst, 1 << (G - 1), u_old), term2, ~l2.bit,
-                                        UW, "u_sum"))
         is_grad = l2.valid & (l2.kind == _Kind.GRAD)
         is_dot = l2.valid & (l2.kind == _Kind.DOT)
-        m.d.comb += [u_wr.addr.eq(l2.addr[:lb]), u_wr.data.eq(u_new), u_wr.en.eq(is_grad)]
+        # U +- term in two halves (L2: the low half and its carry; L3: the high half, then the
+        # write): a 45-bit carry chain after the RAM output does not make 48 MHz on the UP5K.
+        UL = UW // 2
+        u_base = Signal(signed(UW))
+        u_term = Signal(signed(UW))
+        u_sub = ~l2.bit
+        m.d.comb += [u_base.eq(Mux(l2.gfirst, 1 << (G - 1), u_old)),
+                     u_term.eq(term2 ^ u_sub.replicate(UW))]
+        u_lo = Signal(UL + 1)                           # low half of the sum, and its carry
+        u_hi_a, u_hi_b = Signal(UW - UL), Signal(UW - UL)
+        u_go = Signal()
+        u_addr = Signal(lb)
+        m.d.sync += [u_lo.eq((Cat(u_sub, u_base[:UL]) + Cat(u_sub, u_term[:UL]))[1:]),
+                     u_hi_a.eq(u_base[UL:]), u_hi_b.eq(u_term[UL:]), u_go.eq(is_grad),
+                     u_addr.eq(l2.addr[:lb])]
+        m.d.comb += [u_wr.addr.eq(u_addr), u_wr.en.eq(u_go),
+                     u_wr.data.eq(Cat(u_lo[:UL], u_hi_a + u_hi_b + u_lo[UL]))]
         # write-back: X - (U >> G) now, the shrink subtracted in L3, saturation in L4
         wb_a = Signal(signed(MW + UW - G + 1))
         wb_shr = Signal(signed(MW))
@@ -383,26 +418,42 @@ class SerialEngine(wiring.Component):
         # ------------------------------------------------------------ L3: shrink, plane weight
         wb_diff = Signal(signed(len(wb_a) + 1))
         m.d.sync += wb_diff.eq(wb_a - wb_shr)
-        # A_s += (S << G) >> (p + 1): the weight now, A_s read from its RAM now and written in L4
-        # (a sample's next plane comes W cycles later)
+        # A_s += (S << G) >> (p + 1): the weight now, A_s read from its RAM now; the sum in two
+        # halves, the low one in L4 and the high one with its carry in L5, where A_s is written
+        # (a sample's next plane comes W cycles later). One ~50-bit carry chain per cycle is
+        # too slow for the UP5K at 48 MHz.
         m.submodules.amem = amem = Memory(shape=signed(AW), depth=16, init=[], attrs=self._BLOCK)
         a_rd = amem.read_port(transparent_for=())
         a_wr = amem.write_port()
         plane_done = l3.valid & (l3.kind == _Kind.DOT) & l3.last_lane
-        wterm = Signal(signed(SW + G - 1))
+        wterm = Signal(signed(AW))
         a_go, a_start, a_final = Signal(), Signal(), Signal()
         a_s = Signal(4)
         m.d.comb += [a_rd.addr.eq(l3.s), a_rd.en.eq(1)]
         m.d.sync += [wterm.eq((ssum << (G - 1)) >> l3.p), a_go.eq(plane_done),
                      a_start.eq(l3.dstart), a_final.eq(l3.dfinal), a_s.eq(l3.s)]
+        AL = AW // 2
+        a_old = Signal(signed(AW))
+        m.d.comb += a_old.eq(Mux(a_start, 0, a_rd.data))
+        a_lo = Signal(AL + 1)                           # low half and its carry
+        a_hi_old = Signal(AW - AL)
+        a_hi_term = Signal(AW - AL)
+        a_go5, a_final5 = Signal(), Signal()
+        a_s5 = Signal(4)
+        m.d.sync += [a_lo.eq(a_old[:AL] + wterm[:AL]), a_hi_old.eq(a_old[AL:]),
+                     a_hi_term.eq(wterm[AL:]), a_go5.eq(a_go), a_final5.eq(a_final),
+                     a_s5.eq(a_s)]
         a_new = Signal(signed(AW))
-        m.d.comb += [a_new.eq(Mux(a_start, 0, a_rd.data) + wterm),
-                     a_wr.addr.eq(a_s), a_wr.data.eq(a_new), a_wr.en.eq(a_go)]
-        # a finished dot: its label is read from the queue now, the loss takes both in L5
-        a_done = Signal()
-        a_out = Signal(signed(AW))
-        m.d.comb += [l_pop.eq(a_go & a_final), l_rd.addr.eq(l_head), l_rd.en.eq(1)]
-        m.d.sync += [a_done.eq(l_pop), a_out.eq(a_new)]
+        m.d.comb += [a_new.eq(Cat(a_lo[:AL], a_hi_old + a_hi_term + a_lo[AL])),
+                     a_wr.addr.eq(a_s5), a_wr.data.eq(a_new), a_wr.en.eq(a_go5)]
+        # a finished dot: its label is read from the queue now and registered after the RAM;
+        # the loss takes both in L7
+        a_done, a_done7 = Signal(), Signal()
+        a_out, a_out7 = Signal(signed(AW)), Signal(signed(AW))
+        label7 = Signal(signed(MW))
+        m.d.comb += [l_pop.eq(a_go5 & a_final5), l_rd.addr.eq(l_head), l_rd.en.eq(1)]
+        m.d.sync += [a_done.eq(l_pop), a_out.eq(a_new),
+                     a_done7.eq(a_done), a_out7.eq(a_out), label7.eq(l_rd.data)]
 
         # ------------------------------------------------------------ L4: write-back
         x_new, x_ovf = sat(m, wb_diff, MW, "x_new")
@@ -412,7 +463,7 @@ class SerialEngine(wiring.Component):
                      mwr.en.eq(wb_en | (self.model_we & ~busy))]
 
         # ------------------------------------------------------------ loss, scalar, T
-        m.d.comb += [loss.i_valid.eq(a_done), loss.a.eq(a_out), loss.label.eq(l_rd.data),
+        m.d.comb += [loss.i_valid.eq(a_done7), loss.a.eq(a_out7), loss.label.eq(label7),
                      scal.clear.eq(self.clear), scal.step.eq(self.step),
                      scal.step_shift.eq(self.step_shift), scal.decay_shift.eq(self.decay_shift),
                      scal.n_epoch.eq(self.n_epoch),
@@ -425,17 +476,20 @@ class SerialEngine(wiring.Component):
 
         # ------------------------------------------------------------ counters, idle
         drain = Signal(range(self.T_LATENCY + 4))
-        with m.If(take | issue):
+        with m.If(take_r | issue_r):
             m.d.sync += drain.eq(self.T_LATENCY + 2)
         with m.Elif(drain != 0):
             m.d.sync += drain.eq(drain - 1)
         m.d.comb += self.idle.eq((state == _State.HEADER) & (drain == 0) & ~scal.busy)
 
+        # words and stalls are counted a cycle late, from registers (exact once idle)
+        stalled = Signal()
+        m.d.sync += stalled.eq(self.enable & ~ready)
         with m.If(self.enable):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-            with m.If(~ready):
-                m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
-        with m.If(take):
+        with m.If(stalled):
+            m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
+        with m.If(take_r):
             m.d.sync += self.words.eq(self.words + 1)
         with m.If(scal.o_valid):
             m.d.sync += self.samples.eq(self.samples + 1)
@@ -444,6 +498,8 @@ class SerialEngine(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [state.eq(_State.HEADER), n_t.eq(0), wh.eq(0), drain.eq(0), busy.eq(0),
+                         fresh.eq(0), lane_last.eq(0), take_r.eq(0), issue_r.eq(0),
+                         stalled.eq(0), exec_free.eq(1),
                          l_head.eq(0), l_tail.eq(0), l_count.eq(0),
                          self.cycles.eq(0), self.stall_cycles.eq(0), self.words.eq(0),
                          self.samples.eq(0), self.overflow.eq(0)]

@@ -4,10 +4,11 @@ docs/engine.md, "Scalar" and "Step decay": ``T = sat32((E * STEP + R) >> STEP_SH
 working step and its decay. `zipml.hw.scalar.Scalar` does one sample per cycle with two wide
 barrel shifters (~1000 iCE40 cells); the lane-serial engine finishes a sample at most every W
 cycles, so `SerialScalar` queues the errors in a block RAM and shifts each product right by 8 or 1
-bit a cycle (``STEP_SHIFT // 8 + STEP_SHIFT % 8`` cycles, at most 13).
+bit a cycle (``STEP_SHIFT // 8 + STEP_SHIFT % 8`` cycles, at most 13), its wide additions in two
+halves.
 """
 
-from amaranth.hdl import Module, Signal, Mux, signed
+from amaranth.hdl import Module, Signal, Mux, Cat, signed
 from amaranth.lib import wiring, enum
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -22,17 +23,19 @@ __all__ = ["SerialScalar"]
 class _Step(enum.Enum, shape=3):
     IDLE = 0
     MUL = 1
-    SUM = 2
-    SHIFT = 3
-    ROUND = 4
-    OUT = 5
+    SUM = 2         # the two products' sum, low half
+    SUM_HI = 3      # its high half
+    SHIFT = 4
+    ROUND = 5       # + 1 before the last shift, low half
+    ROUND_HI = 6    # its high half, then the shift
+    OUT = 7
 
 
 class SerialScalar(wiring.Component):
     """Errors in, update scalars T out, in order, one at a time.
 
     Same ports and arithmetic as `zipml.hw.scalar.Scalar`, plus ``busy``; ``o_valid`` comes a
-    variable number of cycles after ``i_valid`` (``STEP_SHIFT // 8 + STEP_SHIFT % 8 + 5`` when
+    variable number of cycles after ``i_valid`` (``STEP_SHIFT // 8 + STEP_SHIFT % 8 + 8`` when
     the queue is empty).
 
     Parameters
@@ -78,16 +81,32 @@ class SerialScalar(wiring.Component):
         # samples left in the epoch, counted down (`Scalar` counts up to n_epoch - 1: the same
         # epochs, one subtractor and register fewer); 0 = never decays
         left_in_epoch = Signal(32)
+        # the decayed step, kept ready over two registered stages (a sample takes 6 cycles or
+        # more, so it is current whenever a sample uses it)
+        step_shr = Signal(STEP_BITS)
+        step_decayed = Signal(STEP_BITS)
+        m.d.sync += [step_shr.eq(step >> self.decay_shift), step_decayed.eq(step - step_shr)]
+        # the counter's tests, registered likewise (it moves once a sample)
+        epoch_ends, counting = Signal(), Signal()
+        m.d.sync += [epoch_ends.eq(left_in_epoch == 1), counting.eq(left_in_epoch != 0)]
         # shift amount as `Scalar`: (x + 2^(s-1)) >> s == ((x >> (s-1)) + 1) >> 1 for s >= 1, and
         # both are 0 for s - 1 >= 49 because |x| < 2^49
         sh = self.step_shift
         amt = Signal(6)
-        m.d.sync += amt.eq(Mux(sh == 0, 0, Mux(sh > 50, 49, sh - 1)))
+        rnd = Signal()
+        m.d.sync += [amt.eq(Mux(sh == 0, 0, Mux(sh > 50, 49, sh - 1))), rnd.eq(sh != 0)]
 
         p_lo = Signal(16 + STEP_BITS)
         p_hi = Signal(signed(16 + STEP_BITS + 1))
         y = Signal(signed(16 + STEP_BITS + 17))
         left = Signal(6)
+        # the wide additions (51 bits) in two halves over two cycles: the UP5K's carry chain
+        # takes ~0.3 ns a bit
+        H = len(y) // 2
+        lo = Signal(H + 1)                      # low half and its carry
+        hi_a, hi_b = Signal(signed(len(y) - H)), Signal(signed(len(y) - H))
+        prod_hi = Signal(signed(len(y)))        # E_hi * STEP << 16
+        m.d.comb += prod_hi.eq(p_hi << 16)
         state = Signal(_Step)
         m.d.comb += self.busy.eq((state != _Step.IDLE) | (w_ptr != r_ptr))
         m.d.sync += [self.o_valid.eq(0), self.ovf.eq(0)]     # both pulse with a result
@@ -102,14 +121,18 @@ class SerialScalar(wiring.Component):
                 e = q_rd.data
                 m.d.sync += [p_lo.eq(e[:16] * step), p_hi.eq(e[16:].as_signed() * step),
                              state.eq(_Step.SUM)]
-                with m.If(left_in_epoch == 1):
+                with m.If(epoch_ends):
                     m.d.sync += left_in_epoch.eq(self.n_epoch)
                     with m.If(self.decay_shift != 0):
-                        m.d.sync += step.eq(step - (step >> self.decay_shift))
-                with m.Elif(left_in_epoch != 0):
+                        m.d.sync += step.eq(step_decayed)
+                with m.Elif(counting):
                     m.d.sync += left_in_epoch.eq(left_in_epoch - 1)
             with m.Case(_Step.SUM):
-                m.d.sync += [y.eq((p_hi << 16) + p_lo), left.eq(amt), state.eq(_Step.SHIFT)]
+                m.d.sync += [lo.eq(prod_hi[:H] + p_lo[:H]), hi_a.eq(prod_hi[H:]),
+                             hi_b.eq(p_lo[H:]), state.eq(_Step.SUM_HI)]
+            with m.Case(_Step.SUM_HI):
+                m.d.sync += [y.eq(Cat(lo[:H], hi_a + hi_b + lo[H])), left.eq(amt),
+                             state.eq(_Step.SHIFT)]
             with m.Case(_Step.SHIFT):
                 with m.If(left >= 8):
                     m.d.sync += [y.eq(y >> 8), left.eq(left - 8)]
@@ -118,7 +141,10 @@ class SerialScalar(wiring.Component):
                 with m.Else():
                     m.d.sync += state.eq(_Step.ROUND)
             with m.Case(_Step.ROUND):
-                m.d.sync += [y.eq(Mux(sh != 0, (y + 1) >> 1, y)), state.eq(_Step.OUT)]
+                m.d.sync += [lo.eq(y[:H] + rnd), hi_a.eq(y[H:]), state.eq(_Step.ROUND_HI)]
+            with m.Case(_Step.ROUND_HI):
+                rounded = Cat(lo[:H], hi_a + lo[H]).as_signed()
+                m.d.sync += [y.eq(Mux(rnd, rounded >> 1, rounded)), state.eq(_Step.OUT)]
             with m.Case(_Step.OUT):
                 t, o = sat(m, y, MW, "t_sat")
                 m.d.sync += [self.t.eq(t), self.ovf.eq(o), self.o_valid.eq(1),
