@@ -5,10 +5,10 @@ build/cocotb/<top>; every case of that variant runs in the same simulation throu
 ``cocotb.parametrize`` (sim/cocotb_engine.py), because a build costs far more than a case.
 ``ZIPML_WAVES=1`` builds with tracing and writes waves into the build folder.
 
-The default run checks a representative subset on the W = 8 variant (tests/test_sim_engine_rtl.py
-covers W = 32 through the ctypes backend by default); the full matrix (every q in 1..8 and 32,
-both modes, d in {1, W-1, W, W+1, 300}, B = 1 and B = 3, decay, L2, random gaps) on W = 8 and
-W = 32 is marked slow.
+The default run checks a representative subset on the W = 8 variants of both architectures
+(tests/test_sim_engine_rtl.py covers W = 32 through the ctypes backend by default); the full
+matrix (every q in 1..8 and 32, both modes, d in {1, W-1, W, W+1, 300}, B = 1 and B = 3, decay,
+L2, random gaps) on W = 8, W = 32 and the lane-serial W = 8 is marked slow.
 """
 
 import dataclasses
@@ -26,6 +26,7 @@ from zipml.sim.cocotb_engine import Case, cases_to_env
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 SMALL = EngineConfig(W=8, D_MAX=512, B_MAX=4, BUF_DEPTH=2 * 4 * 64 * 8)
+SERIAL = EngineConfig(W=8, D_MAX=512, B_MAX=4, BUF_DEPTH=2 * 4 * 64 * 8, ARCH="serial")
 WIDE = EngineConfig(W=32, D_MAX=1024, B_MAX=8, BUF_DEPTH=2 * 8 * 32 * 10)
 
 
@@ -93,12 +94,13 @@ def _default_cases(W):
     ]
 
 
-def test_engine_cocotb_small():
-    run_cocotb(SMALL, _default_cases(SMALL.W), "default")
+@pytest.mark.parametrize("config", [SMALL, SERIAL], ids=["parallel", "serial"])
+def test_engine_cocotb_small(config):
+    run_cocotb(config, _default_cases(config.W), "default")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", [SMALL, WIDE], ids=["W8", "W32"])
+@pytest.mark.parametrize("config", [SMALL, WIDE, SERIAL], ids=["W8", "W32", "serial"])
 def test_engine_cocotb_full_matrix(config):
     W = config.W
     cases = []
