@@ -48,7 +48,7 @@ import time
 
 import numpy as np
 
-from ..reference.golden import EngineConfig
+from ..reference.golden import ARCHS, EngineConfig
 from .files import write_json
 
 __all__ = ["CONFIGS", "QUANTIZERS", "engine_rows", "bench_engine", "bench_host", "main"]
@@ -56,7 +56,7 @@ __all__ = ["CONFIGS", "QUANTIZERS", "engine_rows", "bench_engine", "bench_host",
 #: the two board builds of docs/engine.md
 CONFIGS = {
     32: EngineConfig(W=32, D_MAX=4096, B_MAX=8, BUF_DEPTH=2 * 8 * 128 * 8),   # ULX3S
-    8: EngineConfig(W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=2 * 8 * 256 * 8),     # iCEBreaker
+    8: EngineConfig(W=8, D_MAX=1024, B_MAX=8, BUF_DEPTH=2048, ARCH="serial"),  # iCEBreaker
 }
 QUANTIZERS = ("double", "naive", "deterministic", "full")
 DEFAULT_D = (8, 90, 784, 4096)
@@ -114,7 +114,8 @@ def engine_rows(config: EngineConfig, *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds
     total_cycles, total_seconds = 0, 0.0
     cases = list(_cases(quantizers, qs, ds, Bs))
     for i, (quantizer, q, d, B) in enumerate(cases):
-        base = {"q": q, "quantizer": quantizer, "d": d, "W": config.W, "B": B, "n": n}
+        base = {"q": q, "quantizer": quantizer, "d": d, "W": config.W, "arch": config.ARCH,
+                "B": B, "n": n}
         if d > config.D_MAX:
             skipped.append({**base, "reason": f"d > D_MAX={config.D_MAX}"})
             continue
@@ -379,6 +380,8 @@ def main(argv=None) -> int:
     for name, what in (("d-max", "D_MAX"), ("b-max", "B_MAX"), ("buf-depth", "BUF_DEPTH")):
         e.add_argument(f"--{name}", type=int, metavar="N", dest=what,
                        help=f"engine {what} instead of the board build's")
+    e.add_argument("--arch", choices=ARCHS, dest="ARCH",
+                   help="engine architecture instead of the board build's (docs/engine.md)")
     e.add_argument("--md", metavar="PATH", help="also write the tables as Markdown")
     p = sub.add_parser("pnr", help="merge place-and-route reports into an engine bench JSON")
     p.add_argument("--json", metavar="PATH", required=True, help="the engine bench JSON")
@@ -407,8 +410,8 @@ def main(argv=None) -> int:
             configs = []
             for w in args.W:
                 c = CONFIGS[w]
-                over = {k: getattr(args, k) for k in ("D_MAX", "B_MAX", "BUF_DEPTH")
-                        if getattr(args, k) is not None}
+                over = {k: getattr(args, k) for k in ("D_MAX", "B_MAX", "BUF_DEPTH", "ARCH")
+                        if getattr(args, k, None) is not None}
                 configs.append(EngineConfig(**{**c.__dict__, **over}))
             rep = bench_engine(configs=configs, quantizers=tuple(args.quantizer),
                                qs=tuple(args.q), ds=tuple(args.d), Bs=tuple(args.B), n=args.n,

@@ -8,7 +8,7 @@ import pytest
 from zipml.host import bench
 from zipml.reference import pack
 
-ENGINE_KEYS = {"q", "quantizer", "d", "W", "B", "n", "words", "bits_in", "cycles",
+ENGINE_KEYS = {"q", "quantizer", "d", "W", "arch", "B", "n", "words", "bits_in", "cycles",
                "stall_cycles", "efficiency", "replay_words", "sim_seconds"}
 
 
