@@ -28,19 +28,22 @@ from .update import TERM_W, u_width, sat
 __all__ = ["SerialEngine"]
 
 
-def add_or_sub(m, a, b, sub, width, name):
-    """``a - b`` if ``sub`` else ``a + b`` (signed, ``width`` bits) on one carry chain.
-
-    b is inverted when subtracting and the carry-in ``sub`` rides in an extra low bit of both
-    addends (``sub + sub`` carries ``sub`` into bit 1): one (width + 1)-bit adder, where a
-    multiplexer of a sum and a difference costs two.
-    """
-    a_w = Signal(signed(width), name=f"{name}_a")
-    b_w = Signal(signed(width), name=f"{name}_b")
-    res = Signal(signed(width), name=name)
-    m.d.comb += [a_w.eq(a), b_w.eq(b),
-                 res.eq((Cat(sub, a_w) + Cat(sub, b_w ^ sub.replicate(width)))[1:width + 1])]
-    return res
+def _split_counter(m, port, event):
+    """Count ``event`` cycles into ``port`` as two halves, the high one a cycle behind with the
+    low one's carry: a 48-bit increment in one cycle is too slow for the UP5K at 48 MHz. The
+    port shows the low half delayed by a cycle as well, so the two halves always belong
+    together (the count lags the event by two cycles). Returns the registers to clear."""
+    n = len(port)
+    lo, lo_out = Signal(n // 2, name=f"{port.name}_lo"), Signal(n // 2, name=f"{port.name}_lo_out")
+    hi = Signal(n - n // 2, name=f"{port.name}_hi")
+    carry = Signal(name=f"{port.name}_carry")
+    m.d.sync += [carry.eq(event & lo.all()), lo_out.eq(lo)]
+    with m.If(event):
+        m.d.sync += lo.eq(lo + 1)
+    with m.If(carry):
+        m.d.sync += hi.eq(hi + 1)
+    m.d.comb += port.eq(Cat(lo_out, hi))
+    return [lo, lo_out, hi, carry]
 
 
 class _State(enum.Enum, shape=2):
@@ -80,7 +83,7 @@ class SerialEngine(wiring.Component):
     the stream in mode 0, from the code buffer in mode 1), a chunk's write-back (after its grad
     groups, when the pass has any), or a dot plane word. A grad item waits for its T (the
     previous pass's dot of that sample). Lane operations run in stage L2, after the model RAM
-    read (L0 address, L1 data); write-backs reach the RAM in L4, at least W - 4 cycles before
+    read (L0 address, L1 data); write-backs reach the RAM in L5, at least W - 5 cycles before
     the chunk's first dot lane reads them (W >= 8).
 
     Latency: ``MODEL_READ_LATENCY`` = 2 for the model port; ``T_LATENCY`` cycles from taking a
@@ -126,9 +129,9 @@ class SerialEngine(wiring.Component):
     @staticmethod
     def t_latency(W):
         """Cycles from taking a sample's last dot word to its error E entering the scalar
-        stage (decision, the W lanes, L1..L7, the loss); `SerialScalar` then takes a variable
+        stage (decision, the W lanes, L1..L8, the loss); `SerialScalar` then takes a variable
         time."""
-        return W + 8 + SquaredLoss.LATENCY
+        return W + 9 + SquaredLoss.SPLIT_LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -136,7 +139,7 @@ class SerialEngine(wiring.Component):
         lb = (W - 1).bit_length()
         SW, AW, UW = sum_width(W), acc_width(self.D_MAX), u_width(B_MAX)
 
-        m.submodules.loss = loss = SquaredLoss(AW)
+        m.submodules.loss = loss = SquaredLoss(AW, split=True)
         m.submodules.scalar = scal = SerialScalar()
 
         # ------------------------------------------------------------ static run-time values
@@ -355,8 +358,8 @@ class SerialEngine(wiring.Component):
             "gfirst": 1, "addr": range(self.D_MAX), "p": 6, "s": 4, "dstart": 1, "dlastp": 1,
             "dfinal": 1,
         })
-        ops = [Signal(op_layout, name=f"l{i}") for i in range(5)]
-        l0, l1, l2, l3, l4 = ops
+        ops = [Signal(op_layout, name=f"l{i}") for i in range(6)]
+        l0, l1, l2, l3, l4, l5 = ops
         m.d.comb += [
             l0.valid.eq(busy), l0.kind.eq(e_kind), l0.bit.eq(e_word[0]), l0.active.eq(e_mask[0]),
             l0.first_lane.eq(lane == 0), l0.last_lane.eq(lane_last), l0.gfirst.eq(e_gfirst),
@@ -401,37 +404,57 @@ class SerialEngine(wiring.Component):
                      u_addr.eq(l2.addr[:lb])]
         m.d.comb += [u_wr.addr.eq(u_addr), u_wr.en.eq(u_go),
                      u_wr.data.eq(Cat(u_lo[:UL], u_hi_a + u_hi_b + u_lo[UL]))]
-        # write-back: X - (U >> G) now, the shrink subtracted in L3, saturation in L4
-        wb_a = Signal(signed(MW + UW - G + 1))
-        wb_shr = Signal(signed(MW))
-        m.d.sync += wb_a.eq(x - (u_old >> G))
+        # write-back: X and U >> G registered now (RAM outputs), X - (U >> G) in L3, the shrink
+        # subtracted in L4, saturation and the RAM write in L5
+        wb_x = Signal(signed(MW))
+        wb_u = Signal(signed(UW - G))
+        wb_shr, wb_shr4 = Signal(signed(MW)), Signal(signed(MW))
+        m.d.sync += [wb_x.eq(x), wb_u.eq(u_old >> G), wb_shr4.eq(wb_shr)]
         if self.L2:
             m.d.sync += wb_shr.eq(Mux(self.l2_shift == 0, 0, x >> self.l2_shift))
-        # dot: the plane sum over the lanes
-        ssum = Signal(signed(SW))
-        s_new = Signal(signed(SW))
-        m.d.comb += s_new.eq(add_or_sub(m, Mux(l2.first_lane, 0, ssum), Mux(l2.active, x, 0),
-                                        ~l2.bit, SW, "s_sum"))
+        # dot: the plane sum over the lanes, in two halves: the low half accumulates here, the
+        # high half a cycle later with the low half's carry (L3)
+        SL = SW // 2
+        s_lo = Signal(SL)
+        s_hi = Signal(SW - SL)
+        s_sub = ~l2.bit
+        s_x = Signal(signed(SW))
+        m.d.comb += s_x.eq(Mux(l2.active, x, 0) ^ s_sub.replicate(SW))
+        s_lo_new = Signal(SL + 1)
+        m.d.comb += s_lo_new.eq((Cat(s_sub, Mux(l2.first_lane, 0, s_lo))
+                                 + Cat(s_sub, s_x[:SL]))[1:])
+        s_carry, s_first3, s_dot3 = Signal(), Signal(), Signal()
+        s_x_hi = Signal(SW - SL)
         with m.If(is_dot):
-            m.d.sync += ssum.eq(s_new)
+            m.d.sync += s_lo.eq(s_lo_new[:SL])
+        m.d.sync += [s_carry.eq(s_lo_new[SL]), s_x_hi.eq(s_x[SL:]),
+                     s_first3.eq(l2.first_lane), s_dot3.eq(is_dot)]
 
-        # ------------------------------------------------------------ L3: shrink, plane weight
-        wb_diff = Signal(signed(len(wb_a) + 1))
-        m.d.sync += wb_diff.eq(wb_a - wb_shr)
+        # ------------------------------------------------------------ L3: shrink, plane sum
+        wb_a = Signal(signed(MW + UW - G + 1))
+        m.d.sync += wb_a.eq(wb_x - wb_u)
+        s_lo_fin = Signal(SL)
+        with m.If(s_dot3):
+            m.d.sync += s_hi.eq(Mux(s_first3, 0, s_hi) + s_x_hi + s_carry)
+        with m.If(l3.last_lane):
+            m.d.sync += s_lo_fin.eq(s_lo)     # the next item's first lane overwrites s_lo now
+        ssum = Cat(s_lo_fin, s_hi).as_signed()  # in L4 after a dot item's last lane
+
+        # ------------------------------------------------------------ L4: plane weight
         # A_s += (S << G) >> (p + 1): the weight now, A_s read from its RAM now; the sum in two
-        # halves, the low one in L4 and the high one with its carry in L5, where A_s is written
+        # halves, the low one in L5 and the high one with its carry in L6, where A_s is written
         # (a sample's next plane comes W cycles later). One ~50-bit carry chain per cycle is
         # too slow for the UP5K at 48 MHz.
         m.submodules.amem = amem = Memory(shape=signed(AW), depth=16, init=[], attrs=self._BLOCK)
         a_rd = amem.read_port(transparent_for=())
         a_wr = amem.write_port()
-        plane_done = l3.valid & (l3.kind == _Kind.DOT) & l3.last_lane
+        plane_done = l4.valid & (l4.kind == _Kind.DOT) & l4.last_lane
         wterm = Signal(signed(AW))
         a_go, a_start, a_final = Signal(), Signal(), Signal()
         a_s = Signal(4)
-        m.d.comb += [a_rd.addr.eq(l3.s), a_rd.en.eq(1)]
-        m.d.sync += [wterm.eq((ssum << (G - 1)) >> l3.p), a_go.eq(plane_done),
-                     a_start.eq(l3.dstart), a_final.eq(l3.dfinal), a_s.eq(l3.s)]
+        m.d.comb += [a_rd.addr.eq(l4.s), a_rd.en.eq(1)]
+        m.d.sync += [wterm.eq((ssum << (G - 1)) >> l4.p), a_go.eq(plane_done),
+                     a_start.eq(l4.dstart), a_final.eq(l4.dfinal), a_s.eq(l4.s)]
         AL = AW // 2
         a_old = Signal(signed(AW))
         m.d.comb += a_old.eq(Mux(a_start, 0, a_rd.data))
@@ -447,7 +470,7 @@ class SerialEngine(wiring.Component):
         m.d.comb += [a_new.eq(Cat(a_lo[:AL], a_hi_old + a_hi_term + a_lo[AL])),
                      a_wr.addr.eq(a_s5), a_wr.data.eq(a_new), a_wr.en.eq(a_go5)]
         # a finished dot: its label is read from the queue now and registered after the RAM;
-        # the loss takes both in L7
+        # the loss takes both in L8
         a_done, a_done7 = Signal(), Signal()
         a_out, a_out7 = Signal(signed(AW)), Signal(signed(AW))
         label7 = Signal(signed(MW))
@@ -455,10 +478,12 @@ class SerialEngine(wiring.Component):
         m.d.sync += [a_done.eq(l_pop), a_out.eq(a_new),
                      a_done7.eq(a_done), a_out7.eq(a_out), label7.eq(l_rd.data)]
 
-        # ------------------------------------------------------------ L4: write-back
+        # ------------------------------------------------------------ L4, L5: write-back
+        wb_diff = Signal(signed(len(wb_a) + 1))
+        m.d.sync += wb_diff.eq(wb_a - wb_shr4)
         x_new, x_ovf = sat(m, wb_diff, MW, "x_new")
-        wb_en = l4.valid & (l4.kind == _Kind.WB) & l4.active
-        m.d.comb += [mwr.addr.eq(Mux(wb_en, l4.addr, self.model_addr)),
+        wb_en = l5.valid & (l5.kind == _Kind.WB) & l5.active
+        m.d.comb += [mwr.addr.eq(Mux(wb_en, l5.addr, self.model_addr)),
                      mwr.data.eq(Mux(wb_en, x_new, self.model_wdata)),
                      mwr.en.eq(wb_en | (self.model_we & ~busy))]
 
@@ -485,14 +510,10 @@ class SerialEngine(wiring.Component):
         # words and stalls are counted a cycle late, from registers (exact once idle)
         stalled = Signal()
         m.d.sync += stalled.eq(self.enable & ~ready)
-        with m.If(self.enable):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.If(stalled):
-            m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
-        with m.If(take_r):
-            m.d.sync += self.words.eq(self.words + 1)
-        with m.If(scal.o_valid):
-            m.d.sync += self.samples.eq(self.samples + 1)
+        counter_regs = []
+        for port, event in ((self.cycles, self.enable), (self.stall_cycles, stalled),
+                            (self.words, take_r), (self.samples, scal.o_valid)):
+            counter_regs += _split_counter(m, port, event)
         with m.If((wb_en & x_ovf) | loss.ovf | scal.ovf):
             m.d.sync += self.overflow.eq(1)
 
@@ -500,9 +521,8 @@ class SerialEngine(wiring.Component):
             m.d.sync += [state.eq(_State.HEADER), n_t.eq(0), wh.eq(0), drain.eq(0), busy.eq(0),
                          fresh.eq(0), lane_last.eq(0), take_r.eq(0), issue_r.eq(0),
                          stalled.eq(0), exec_free.eq(1),
-                         l_head.eq(0), l_tail.eq(0), l_count.eq(0),
-                         self.cycles.eq(0), self.stall_cycles.eq(0), self.words.eq(0),
-                         self.samples.eq(0), self.overflow.eq(0)]
+                         l_head.eq(0), l_tail.eq(0), l_count.eq(0), self.overflow.eq(0)]
+            m.d.sync += [r.eq(0) for r in counter_regs]
             for op in ops[1:]:
                 m.d.sync += op.valid.eq(0)
         return m

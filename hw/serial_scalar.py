@@ -100,6 +100,8 @@ class SerialScalar(wiring.Component):
         p_hi = Signal(signed(16 + STEP_BITS + 1))
         y = Signal(signed(16 + STEP_BITS + 17))
         left = Signal(6)
+        # the shift's next step, decided a cycle ahead (its select drives 51 multiplexers)
+        by8, by1 = Signal(), Signal()
         # the wide additions (51 bits) in two halves over two cycles: the UP5K's carry chain
         # takes ~0.3 ns a bit
         H = len(y) // 2
@@ -132,12 +134,14 @@ class SerialScalar(wiring.Component):
                              hi_b.eq(p_lo[H:]), state.eq(_Step.SUM_HI)]
             with m.Case(_Step.SUM_HI):
                 m.d.sync += [y.eq(Cat(lo[:H], hi_a + hi_b + lo[H])), left.eq(amt),
+                             by8.eq(amt >= 8), by1.eq((amt < 8) & (amt != 0)),
                              state.eq(_Step.SHIFT)]
             with m.Case(_Step.SHIFT):
-                with m.If(left >= 8):
-                    m.d.sync += [y.eq(y >> 8), left.eq(left - 8)]
-                with m.Elif(left != 0):
-                    m.d.sync += [y.eq(y >> 1), left.eq(left - 1)]
+                with m.If(by8):
+                    m.d.sync += [y.eq(y >> 8), left.eq(left - 8),
+                                 by8.eq(left >= 16), by1.eq((left < 16) & (left != 8))]
+                with m.Elif(by1):
+                    m.d.sync += [y.eq(y >> 1), left.eq(left - 1), by1.eq(left != 1)]
                 with m.Else():
                     m.d.sync += state.eq(_Step.ROUND)
             with m.Case(_Step.ROUND):

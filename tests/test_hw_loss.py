@@ -11,7 +11,8 @@ from zipml.reference import golden
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-def test_squared_loss_matches_golden():
+@pytest.mark.parametrize("split", [False, True])
+def test_squared_loss_matches_golden(split):
     AW = acc_width(4096)
     rng = np.random.default_rng(2)
     n = 100
@@ -21,11 +22,12 @@ def test_squared_loss_matches_golden():
     valid = rng.random(n) < 0.8
     E, ovf = golden.loss_squared(A, L)
     assert ovf.any() and not ovf.all()
-    dut = SquaredLoss(AW)
+    dut = SquaredLoss(AW, split=split)
+    lat = dut.SPLIT_LATENCY if split else dut.LATENCY
     got = []
 
     async def bench(ctx):
-        for c in range(n + dut.LATENCY):
+        for c in range(n + lat):
             if c < n:
                 ctx.set(dut.i_valid, int(valid[c]))
                 ctx.set(dut.a, int(A[c]))
@@ -33,7 +35,7 @@ def test_squared_loss_matches_golden():
             else:
                 ctx.set(dut.i_valid, 0)
             await ctx.tick()
-            if c + 1 >= dut.LATENCY:
+            if c + 1 >= lat:
                 got.append((ctx.get(dut.o_valid), ctx.get(dut.e), ctx.get(dut.ovf)))
 
     sim = Simulator(dut)
