@@ -5,17 +5,130 @@ and word streams) and run it one epoch segment at a time, carrying the model wor
 segment to the next; so for the same data, seed and options they see the same words and must
 return the same ``model_raw``.  ``golden`` runs :func:`zipml.reference.golden.run`, ``rtl`` runs
 :func:`zipml.sim.engine_rtl.run` (same signature, same result type) and also reports cycles.
+
+Which engine: ``options.board`` (``--board``) names a board whose build every engine backend
+then runs (:func:`board_build`: its `EngineConfig`, whether it has the L2 shrink, and for
+``sim`` its clock and UART); without it golden's default config
+(`zipml.reference.engine_job.DEFAULT_CONFIG`). A job the build cannot honour (L2 on a build
+without it) is refused before anything runs by :func:`check_regs`, the one judgement the board
+driver (`zipml.host.device.Device`) applies too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
+
+from zipml.hw import protocol as P
 
 from ..reference import engine_job as job
 from ..reference.golden import EngineConfig
 from .backends import report
 
-__all__ = ["engine_job_for", "train_golden", "train_rtl", "train_engine"]
+__all__ = ["BoardBuild", "board_build", "check_register", "check_regs", "engine_job_for",
+           "train_golden", "train_rtl", "train_engine"]
+
+#: the simulated board's clock and UART without ``--board``: the iCEBreaker's 12 MHz crystal at
+#: the FTDI's 3 Mbaud, 4 clocks per bit (the fewest the UART takes, so the fastest to simulate)
+DEFAULT_SIM_CLK_HZ = 12_000_000
+DEFAULT_BAUD = 3_000_000
+#: sample store words of the simulated board without ``--board`` (the ULX3S's)
+DEFAULT_STORE_DEPTH = 16384
+
+
+@dataclass(frozen=True)
+class BoardBuild:
+    """One board's build as the host backends see it (:func:`board_build`).
+
+    Attributes
+    ----------
+    board : str or None
+        The board's name; None for the default build (golden's config, no board).
+    config : EngineConfig
+        The engine: W, D_MAX, B_MAX, BUF_DEPTH, ARCH.
+    L2 : bool
+        Whether the engine has the L2 shrink (register ``caps``); without it L2 jobs are refused.
+    clk_hz : int
+        The board system's clock in the simulation (``--backend sim``).
+    baud : int
+        Its UART rate; ``clk_hz / baud`` is an exact integer divisor.
+    store_depth : int
+        Sample store words of W bits.
+    """
+
+    board: str | None
+    config: EngineConfig
+    L2: bool
+    clk_hz: int
+    baud: int
+    store_depth: int
+
+    @property
+    def caps(self) -> dict:
+        """The build's options as the board reports them (`zipml.hw.protocol.decode_caps`)."""
+        return {"L2": self.L2, "ARCH": self.config.ARCH}
+
+
+def board_build(board: str | None = None, config: EngineConfig | None = None) -> BoardBuild:
+    """The build of ``board`` (``icebreaker``, ``ulx3s``; None: the default build).
+
+    The engine and L2 are the board's (`zipml.hw.boards.board_spec(board).engine`, what
+    ``zipml build --board`` builds). The simulated clock is the board's target clock fitted to
+    its baud (`zipml.hw.build.fit_frequency`: iCEBreaker 48 MHz, ULX3S 150 MHz, 16 and 50
+    clocks per bit), the clock ``zipml build`` puts the system at when it meets timing, so the
+    simulated link costs the board's clocks. Without a board: golden's config
+    (`zipml.reference.engine_job.DEFAULT_CONFIG`) with L2, at 12 MHz and 3 Mbaud.
+
+    ``config`` (the Python API's own engine, e.g. a small one for a quick test) replaces the
+    default build's engine; with a board it must be the board's.
+
+    Raises
+    ------
+    ValueError
+        Unknown board (one line naming the boards), or ``config`` is not the board's engine.
+    """
+    if board is None:
+        return BoardBuild(board=None, config=config or job.DEFAULT_CONFIG, L2=True,
+                          clk_hz=DEFAULT_SIM_CLK_HZ, baud=DEFAULT_BAUD,
+                          store_depth=DEFAULT_STORE_DEPTH)
+    from zipml.hw.boards import board_spec
+    from zipml.hw.build import fit_frequency
+    spec = board_spec(board)
+    engine = dict(spec.engine)
+    L2 = bool(engine.pop("L2", True))            # the engine's default: built with L2
+    if config is not None and config != EngineConfig(**engine):
+        raise ValueError(f"the {board}'s engine is {EngineConfig(**engine)}, not {config}: give "
+                         f"the board or the config")
+    config = EngineConfig(**engine)
+    clk_hz = round(fit_frequency(board, spec.target_mhz, spec.baud) * 1e6)
+    return BoardBuild(board=spec.name, config=config, L2=L2, clk_hz=clk_hz, baud=spec.baud,
+                      store_depth=spec.store_depth)
+
+
+# What a job needing a build option asks for, to say in the refusal.
+_NEEDS = {"L2": "L2 regularization (--lam > 0) needs an engine built with L2; train with "
+                "--lam 0 on this board"}
+
+
+def check_register(r, value: int, caps: dict) -> None:
+    """The one host-side judgement of a register value: writable, fits, and not ignored by a
+    build without the option it needs (``Register.requires``, a key of ``caps``,
+    `zipml.hw.protocol.decode_caps`). Raises ValueError naming the problem."""
+    if r.access is not P.Access.RW:
+        raise ValueError(f"register {r.name!r} is read-only")
+    if not 0 <= value <= r.mask:
+        raise ValueError(f"register {r.name!r} is {r.width} bits: {value} does not fit")
+    if value and r.requires is not None and not caps[r.requires]:
+        raise ValueError(f"this board's engine was built without {r.requires} (register "
+                         f"caps), so it would ignore {r.name}={value}: "
+                         f"{_NEEDS.get(r.requires, r.requires)}")
+
+
+def check_regs(regs, caps: dict) -> None:
+    """`check_register` on every engine register of ``regs`` (`EngineRegs`)."""
+    for r in P.ENGINE_REGISTERS:
+        check_register(r, int(getattr(regs, r.engine)), caps)
 
 #: models the engine trains: the squared loss (linreg, and LS-SVM = squared loss on +-1 labels
 #: with L2); hinge and logistic need a different loss stage
@@ -64,19 +177,25 @@ def _decay_factor(options):
 
 
 def train_engine(prepared, options, progress=None, *, runner, config: EngineConfig | None = None,
-                 backend: str = "golden"):
+                 caps: dict | None = None, backend: str = "golden"):
     """Train with ``runner(config, regs, words, init_model) -> EngineResult`` per epoch segment.
+
+    ``caps`` are the build's options (`zipml.hw.protocol.decode_caps`; None: all of them): a
+    job needing one the build lacks is refused (:func:`check_regs`) before the runner runs.
 
     Returns
     -------
     zipml.host.problem.TrainResult
         ``model_raw`` the final model words, ``cycles`` the summed cycle counter (None when the
         runner has no clock), ``bits_moved`` every stream bit (headers and labels included),
-        ``mse`` per epoch in user units, ``extra`` the registers and counters.
+        ``mse`` per epoch in user units, ``extra`` the registers, the engine config, whether
+        it has L2, and the counters.
     """
     from .problem import TrainResult
 
     ej = engine_job_for(prepared, options, config)
+    caps = {"L2": True, "ARCH": ej.config.ARCH} if caps is None else caps
+    check_regs(ej.regs, caps)
     epochs = int(_opt(options, "epochs", 1))
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -106,28 +225,34 @@ def train_engine(prepared, options, progress=None, *, runner, config: EngineConf
         mse=mse, model=_user_model(prepared, x), model_raw=[int(v) for v in X],
         bits_moved=bits, cycles=cycles if has_clock else None,
         extra={"backend": backend, "regs": dict(ej.regs.__dict__),
-               "config": dict(ej.config.__dict__), "samples": samples, "words": words,
-               "stall_cycles": stalls if has_clock else None, "overflow": overflow,
+               "config": dict(ej.config.__dict__), "L2": bool(caps["L2"]), "samples": samples,
+               "words": words, "stall_cycles": stalls if has_clock else None,
+               "overflow": overflow,
                "lr_effective": job.effective_lr(ej.regs.step, ej.regs.step_shift, ej.regs.q),
                "replay": replay, "model_scaled": x.tolist()})
 
 
 def train_golden(prepared, options, progress=None, config: EngineConfig | None = None):
-    """``--backend golden``: the bit-exact integer model of the engine."""
+    """``--backend golden [--board NAME]``: the bit-exact integer model of the board's engine
+    (:func:`board_build`; ``config`` replaces the default build's engine)."""
     from ..reference.golden import run
-    return train_engine(prepared, options, progress, runner=run, config=config,
-                        backend="golden")
+    build = board_build(_opt(options, "board"), config)
+    return train_engine(prepared, options, progress, runner=run, config=build.config,
+                        caps=build.caps, backend="golden")
 
 
 def train_rtl(prepared, options, progress=None, config: EngineConfig | None = None):
-    """``--backend rtl``: the engine RTL itself, simulated by Verilator, trains the data."""
+    """``--backend rtl [--board NAME]``: the engine RTL of the board's config
+    (:func:`board_build`), simulated by Verilator, trains the data."""
     from .backends import BackendUnavailable
+    build = board_build(_opt(options, "board"), config)
     try:
         from ..sim.engine_rtl import run
     except ImportError as exc:            # Verilator or the gateware missing
         raise BackendUnavailable(f"the rtl backend needs the Verilator simulation of "
                                  f"zipml.hw.engine: {exc}") from exc
-    return train_engine(prepared, options, progress, runner=run, config=config, backend="rtl")
+    return train_engine(prepared, options, progress, runner=run, config=build.config,
+                        caps=build.caps, backend="rtl")
 
 
 # -- adapters to zipml.host.problem ------------------------------------------------------------

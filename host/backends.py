@@ -5,6 +5,8 @@ Every backend is ``fn(prepared, options, progress) -> TrainResult`` where ``prep
 :class:`zipml.host.problem.TrainOptions` (lr and decay filled in, see
 :func:`zipml.host.problem.resolve`) and ``progress`` is None or a callable
 ``progress(epoch, mse)`` called after each epoch (epoch counts from 0, mse in user units).
+The engine backends run the engine build of ``options.board``
+(:func:`zipml.host.backend_engine.board_build`; the board backend: the bitstream's own).
 """
 
 from __future__ import annotations

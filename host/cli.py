@@ -112,7 +112,9 @@ def _add_train_options(p, defaults=True):
                    help="board: the UART rate the bitstream was built with (default: the "
                         "board's, see --board)")
     p.add_argument("--board", choices=sorted(BOARDS), default=None,
-                   help="board: which board, for its default --baud")
+                   help="golden, rtl, sim: train that board's engine build (sim: at its clock "
+                        "and baud); board: which board, for its default --baud (default: "
+                        "golden's engine, W=32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -197,15 +199,15 @@ def options_from_args(args):
                         levels=args.levels, epochs=args.epochs, lr=args.lr, batch=args.batch,
                         seed=args.seed, lam=args.lam, decay=args.decay,
                         intercept=args.intercept, backend=args.backend, port=args.port,
-                        q_model=args.q_model, q_grad=args.q_grad, degree=args.degree,
-                        refetch=args.refetch, replay=args.replay,
+                        board=args.board, q_model=args.q_model, q_grad=args.q_grad,
+                        degree=args.degree, refetch=args.refetch, replay=args.replay,
                         precondition=args.precondition)
 
 
 def run_train(data, options, quiet=True, dataset=None, link=None):
     """Load, prepare and train; returns (prepared, resolved options, result, seconds).
 
-    ``link``: keywords of the board backend's serial link (``baud``, ``board``;
+    ``link``: keywords of the board backend's serial link (``baud``;
     `zipml.host.device.train_board`), None values meaning "not given"."""
     from . import backends, datasets
     from .problem import prepare, resolve, task_of
@@ -215,7 +217,7 @@ def run_train(data, options, quiet=True, dataset=None, link=None):
         if not options.port:
             raise UsageError("--backend board needs --port (the board's serial port)")
         from .device import board_baud
-        board_baud(**link)               # a rate that cannot be chosen fails before the data
+        board_baud(board=options.board, **link)   # a rate that cannot be chosen fails now
     elif link:
         raise UsageError(f"--{next(iter(link))} is an option of --backend board")
     backends.load(options.backend)       # fail before loading data if it is not installed
@@ -249,6 +251,7 @@ def result_json(prepared, options, result, seconds):
         "bits": options.bits,
         "quantizer": options.quantizer,
         "backend": options.backend,
+        "board": options.board,
         "epochs": options.epochs,
         "bits_moved": int(result.bits_moved),
         "cycles": None if result.cycles is None else int(result.cycles),
@@ -280,9 +283,10 @@ def result_json(prepared, options, result, seconds):
 def _summary(doc) -> str:
     # `full` ignores --bits: float64 on the reference, q = 32 fixed point on the engine
     precision = "" if doc["quantizer"] == "full" else f" q={doc['bits']}"
+    board = f" ({doc['board']})" if doc["board"] else ""
     lines = [f"{doc['dataset']}: n={doc['n']} d={doc['d']} {doc['model_type']} "
-             f"{doc['quantizer']}{precision} on {doc['backend']}, {doc['epochs']} epochs "
-             f"in {doc['seconds']:.2f} s",
+             f"{doc['quantizer']}{precision} on {doc['backend']}{board}, "
+             f"{doc['epochs']} epochs in {doc['seconds']:.2f} s",
              f"  final MSE {doc['mse'][-1]:.6g} (user units)"]
     if "optimum_mse" in doc:
         r = doc["mse_ratio"]
@@ -306,7 +310,7 @@ def cmd_train(args) -> int:
     _check_output_path(args.plot, "plot")
     options = options_from_args(args)
     prepared, resolved, result, secs = run_train(args.data, options, quiet=args.quiet,
-                                                 link={"baud": args.baud, "board": args.board})
+                                                 link={"baud": args.baud})
     doc = result_json(prepared, resolved, result, secs)
     if args.json:
         write_json(args.json, doc)

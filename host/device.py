@@ -176,16 +176,10 @@ class Device:
         self.transact(C.WRITE_REG, bytes([r.addr]) + value.to_bytes(4, "little"))
 
     def _check_write(self, r, value):
-        """The one host-side judgement of a register value: writable, fits, and not ignored by
-        this build (``Register.requires``)."""
-        if r.access is not P.Access.RW:
-            raise ValueError(f"register {r.name!r} is read-only")
-        if not 0 <= value <= r.mask:
-            raise ValueError(f"register {r.name!r} is {r.width} bits: {value} does not fit")
-        if value and r.requires is not None and not self.params[r.requires]:
-            raise ValueError(f"this board's engine was built without {r.requires} (register "
-                             f"caps), so it would ignore {r.name}={value}: "
-                             f"{_NEEDS.get(r.requires, r.requires)}")
+        """Writable, fits, and not ignored by this build (`zipml.host.backend_engine
+        .check_register`, the judgement golden and rtl apply to a board's build too)."""
+        from zipml.host.backend_engine import check_register
+        check_register(r, value, self.params)
 
     def engine_config(self):
         """The board's engine build as a `zipml.reference.golden.EngineConfig`, for building
@@ -206,8 +200,8 @@ class Device:
         if mine != theirs:
             raise DeviceError(f"the board's engine is W, D_MAX, B_MAX, BUF_DEPTH, ARCH = {mine}, "
                               f"the job was built for {theirs}")
-        for r in P.ENGINE_REGISTERS:
-            self._check_write(r, int(getattr(regs, r.engine)))
+        from zipml.host.backend_engine import check_regs
+        check_regs(regs, self.params)
 
     def configure(self, **regs):
         """Write engine registers by name (``q``, ``mode``, ``d``, ``step``, ...)."""
@@ -351,10 +345,6 @@ _HINTS = {
     S.BUSY: "engine not idle, not enabled, or a replay is running",
 }
 
-# What a job needing a build option asks for, to say in the refusal.
-_NEEDS = {"L2": "L2 regularization (--lam > 0) needs a bitstream built with L2; train with "
-                "--lam 0 on this board"}
-
 
 # ---------------------------------------------------------------------- backends
 class DeviceRunner:
@@ -418,7 +408,7 @@ def _train_on(device, prepared, options, progress, config, backend):
         config = device.engine_config()
     runner = DeviceRunner(device, replay=bool(getattr(options, "replay", False)))
     result = train_engine(prepared, options, progress, runner=runner, config=config,
-                          backend=backend)
+                          caps=device.params, backend=backend)
     link = device.stats.as_dict()
     wire = link["tx_bytes"] + link["rx_bytes"]
     link["payload_share"] = link["payload"] / wire if wire else None
@@ -427,30 +417,50 @@ def _train_on(device, prepared, options, progress, config, backend):
     return result
 
 
-def sim_transport_for(config=None, **kwargs):
-    """The simulated board for an engine config (default: golden's, so sim == golden)."""
+def sim_transport_for(config=None, *, board=None, **kwargs):
+    """The simulated board system of a build (`zipml.host.backend_engine.board_build`):
+    ``board``'s engine, L2, clock, baud and sample store, or with no board golden's config (or
+    ``config``) with L2 at 12 MHz and 3 Mbaud, so ``sim`` == ``golden`` for the same build.
+    Keywords override `SimTransport`'s parameters (e.g. ``STORE_DEPTH``, ``gap_prob``)."""
+    from zipml.host.backend_engine import board_build
     from zipml.host.transport import SimTransport
-    from zipml.reference.engine_job import DEFAULT_CONFIG
-    config = config or DEFAULT_CONFIG
-    kwargs.setdefault("STORE_DEPTH", 16384)
-    return SimTransport(W=config.W, D_MAX=config.D_MAX, B_MAX=config.B_MAX,
-                        BUF_DEPTH=config.BUF_DEPTH, ARCH=config.ARCH, **kwargs)
+    build = board_build(board, config)
+    c = build.config
+    params = dict(clk_freq=build.clk_hz, baud=build.baud, STORE_DEPTH=build.store_depth,
+                  L2=build.L2)
+    params.update(kwargs)
+    return SimTransport(W=c.W, D_MAX=c.D_MAX, B_MAX=c.B_MAX, BUF_DEPTH=c.BUF_DEPTH, ARCH=c.ARCH,
+                        **params)
 
 
 def train_sim(prepared, options, progress=None, config=None, transport=None):
-    """``--backend sim``: the board system (UART, frames, engine, store) in Verilator.
+    """``--backend sim [--board NAME]``: the board system (UART, frames, engine, store) in
+    Verilator.
 
-    The engine config defaults to golden's (`zipml.reference.engine_job.DEFAULT_CONFIG`), so
-    ``--backend sim`` and ``--backend golden`` train the same integer model bit for bit.
-    ``options.replay`` uploads epoch 0's segment once and replays it (docs/link.md).
+    Without ``transport`` it simulates the build of ``options.board``
+    (`zipml.host.backend_engine.board_build`; default golden's config, or ``config``), so
+    ``--backend sim`` and ``--backend golden`` with the same ``--board`` train the same integer
+    model bit for bit; a job that build cannot do is refused before the simulation is built.
+    With a ``transport`` the job is built for ``config``, else ``options.board``'s engine, else
+    the engine the board reports. ``options.replay`` uploads epoch 0's segment once and
+    replays it (docs/link.md). ``extra`` adds ``sim_cycles`` (simulated clocks), ``clk_hz``
+    and ``baud`` (the simulated system's clock and UART).
     """
+    from zipml.host.backend_engine import board_build, check_regs, engine_job_for
+    board = getattr(options, "board", None)
     own = transport is None
+    if own or board is not None:
+        build = board_build(board, config)
+        config = build.config
     if own:
-        transport = sim_transport_for(config)
+        # what Device.check_job would refuse after connecting, before building the simulation
+        check_regs(engine_job_for(prepared, options, config).regs, build.caps)
+        transport = sim_transport_for(config, board=board)
     try:
         device = Device(transport)
         result = _train_on(device, prepared, options, progress, config, "sim")
-        result.extra["sim_cycles"] = transport.cycles
+        result.extra.update(sim_cycles=transport.cycles, clk_hz=device.params["clk_hz"],
+                            baud=device.params["clk_hz"] / device.params["divisor"])
         return result
     finally:
         if own:
@@ -485,11 +495,15 @@ def board_baud(baud=None, board=None):
     return next(iter(rates.values()))
 
 
-def train_board(prepared, options, progress=None, port=None, baud=None, board=None,
-                timeout=0.5):
+def train_board(prepared, options, progress=None, port=None, baud=None, timeout=0.5):
     """``--backend board --port PORT [--baud BAUD | --board NAME]``: the same driver over a
-    serial port opened at `board_baud` (``baud``, ``board``)."""
+    serial port opened at `board_baud` (``baud``, ``options.board``).
+
+    The engine is the bitstream's own build, read at connect (a bitstream built with other
+    parameters than its board's defaults trains too); the board refuses a job it cannot do
+    (`Device.check_job`) before any data is sent."""
     from zipml.host.transport import SerialTransport
+    board = getattr(options, "board", None)
     port = port or getattr(options, "port", None)
     if not port:
         raise ValueError("--backend board needs --port (the FPGA board's serial device, e.g. "

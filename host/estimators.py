@@ -1,8 +1,8 @@
 """scikit-learn estimators: ``ZipMLRegressor`` and ``ZipMLClassifier``.
 
 Both train with :func:`zipml.host.backends.train` on any backend (``reference`` by default;
-``golden``, ``rtl``, ``sim`` and ``board`` for the engine) and predict on the CPU with the
-user-unit weights.  The classifier maps any two class labels to -1/+1; with more classes it
+``golden``, ``rtl``, ``sim`` and ``board`` for the engine, ``board=`` naming whose engine) and
+predict on the CPU with the user-unit weights.  The classifier maps any two class labels to -1/+1; with more classes it
 trains one binary model per class (one-vs-rest).
 """
 
@@ -23,7 +23,7 @@ class _ZipMLBase(BaseEstimator):
                             levels=self.levels, epochs=self.epochs, lr=self.lr,
                             batch=self.batch, seed=self.seed, lam=self.lam, decay=self.decay,
                             intercept=self.fit_intercept, backend=self.backend, port=self.port,
-                            precondition=self.precondition)
+                            board=self.board, precondition=self.precondition)
 
     def _fit_binary(self, X, y, model, task):
         from . import backends
@@ -34,8 +34,7 @@ class _ZipMLBase(BaseEstimator):
         if self.backend == "board":
             # the serial link's rate is not a training option: the board backend takes it
             from .device import train_board
-            res = train_board(prepared, resolve(prepared, options.validate()), baud=self.baud,
-                              board=self.board)
+            res = train_board(prepared, resolve(prepared, options.validate()), baud=self.baud)
         else:
             res = backends.train(prepared, options)
         w = np.asarray(res.model, dtype=np.float64)
@@ -69,7 +68,10 @@ class ZipMLRegressor(RegressorMixin, _ZipMLBase):
     baud : int or None
         ``board``: the UART rate of its bitstream; None: the default of ``board``.
     board : {"icebreaker", "ulx3s"} or None
-        ``board``: which board, for the default ``baud`` (`zipml.host.device.board_baud`).
+        ``golden``, ``rtl``, ``sim``: train that board's engine build (``sim`` at its clock and
+        baud; `zipml.host.backend_engine.board_build`), None golden's default engine (W = 32).
+        ``board``: which board, for the default ``baud`` (`zipml.host.device.board_baud`); the
+        engine is the bitstream's. Not with ``reference``.
     seed : int
         Shuffle and rounding seed.
     lam : float

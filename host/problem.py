@@ -290,7 +290,9 @@ class TrainOptions:
 
     ``lr=None`` and ``decay=None`` mean "derive from the data": :func:`resolve` fills them in
     (the CLI and the estimators call it before any backend, so all backends train with the same
-    numbers).  ``decay`` is the per-epoch multiplier of the step (1 = constant).
+    numbers).  ``decay`` is the per-epoch multiplier of the step (1 = constant).  ``board``
+    names the board whose engine the engine backends run (golden, rtl, sim: its build,
+    `zipml.host.backend_engine.board_build`; board: its default baud); None: golden's config.
     """
 
     model: str = "linreg"
@@ -306,6 +308,7 @@ class TrainOptions:
     intercept: bool = True
     backend: str = "reference"
     port: str | None = None
+    board: str | None = None
     q_model: int | None = None
     q_grad: int | None = None
     degree: int = 7
@@ -342,6 +345,12 @@ class TrainOptions:
                              f"got {self.precondition!r}")
         if self.levels == "optimal" and self.quantizer == "full":
             raise ValueError("levels optimal needs a quantizer that rounds (not full)")
+        if self.board is not None:
+            from zipml.hw.boards import board_spec
+            board_spec(self.board)             # an unknown name: one error naming the boards
+            if self.backend == "reference":
+                raise ValueError(f"board {self.board!r} chooses the engine of golden, rtl, sim "
+                                 f"and board; the reference backend has none")
         return self
 
 

@@ -9,9 +9,9 @@ simulation counts timeouts in *simulated* seconds (cycles / clock frequency), so
 timeouts mean the same on both.
 
 `SimTransport` works at the UART bit level: it drives the ``rx`` pin of the Verilated `System`
-bit by bit and samples its ``tx`` pin, so the simulated link is the board's, UART and all. It
-runs the board configuration as is: 12 MHz and 3 Mbaud is 4 clocks per bit, the iCEBreaker's
-own divisor (docs/link.md).
+bit by bit and samples its ``tx`` pin, so the simulated link is the board's, UART and all. Its
+clock and rate are parameters (default 12 MHz and 3 Mbaud, 4 clocks per bit);
+`zipml.host.device.sim_transport_for` gives a board's build, clock and rate (docs/link.md).
 """
 
 from __future__ import annotations
@@ -109,10 +109,11 @@ class SerialTransport(Transport):
             self._port = None
 
 
-def _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, divisor, ARCH):
+def _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, divisor, ARCH, L2):
     """Verilog top name of a `System` build: every parameter in it."""
     arch = "" if ARCH == "parallel" else f"_{ARCH}"
-    return (f"zipml_system{arch}_w{W}_d{D_MAX}_b{B_MAX}_buf{BUF_DEPTH}_st{STORE_DEPTH}"
+    l2 = "" if L2 else "_nol2"
+    return (f"zipml_system{arch}{l2}_w{W}_d{D_MAX}_b{B_MAX}_buf{BUF_DEPTH}_st{STORE_DEPTH}"
             f"_div{divisor}")
 
 
@@ -122,10 +123,13 @@ class SimTransport(Transport):
     Parameters
     ----------
     clk_freq, baud : int
-        As the board (default: iCEBreaker, 12 MHz and 3 Mbaud, 4 clocks per bit).
-    W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, ARCH
-        `System` parameters. Its Verilog is cached per parameter set and source code
-        (`zipml.sim.verilator.to_verilog_cached`), the Verilator build per Verilog text.
+        System clock and UART rate (default 12 MHz and 3 Mbaud, 4 clocks per bit, the fewest
+        the UART takes).
+    W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, ARCH, L2
+        `System` parameters (``L2=False``: the engine without the L2 shrink, as the
+        iCEBreaker's; register ``caps`` says so and the host refuses L2 jobs). Its Verilog
+        is cached per parameter set and source code (`zipml.sim.verilator.to_verilog_cached`),
+        the Verilator build per Verilog text.
     system : System, optional
         A ready `System` instead of the parameters above (converted every time: it may be a
         subclass with code elsewhere).
@@ -143,17 +147,18 @@ class SimTransport(Transport):
     """
 
     def __init__(self, clk_freq=12_000_000, baud=3_000_000, W=8, D_MAX=256, B_MAX=8,
-                 BUF_DEPTH=512, STORE_DEPTH=4096, ARCH="parallel", system=None, gap_prob=0.0,
-                 seed=0):
+                 BUF_DEPTH=512, STORE_DEPTH=4096, ARCH="parallel", L2=True, system=None,
+                 gap_prob=0.0, seed=0):
         import pathlib
         import random
         from zipml.hw.soc import System, divisor_for
         from zipml.sim.verilator import Model, to_verilog, to_verilog_cached
         if system is None:
             params = dict(clk_freq=clk_freq, baud=baud, W=W, D_MAX=D_MAX, B_MAX=B_MAX,
-                          BUF_DEPTH=BUF_DEPTH, STORE_DEPTH=STORE_DEPTH, ARCH=ARCH)
+                          BUF_DEPTH=BUF_DEPTH, STORE_DEPTH=STORE_DEPTH, ARCH=ARCH, L2=bool(L2))
             self.clk_freq, self.divisor = int(clk_freq), divisor_for(clk_freq, baud)
-            top = _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, self.divisor, ARCH)
+            top = _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, self.divisor, ARCH,
+                              bool(L2))
             # `System` elaborates code of zipml.hw only (which may call into zipml.reference).
             # Parameters that fail never reach the cache: `System` checks them on the miss.
             package = pathlib.Path(__file__).resolve().parent.parent
@@ -162,7 +167,8 @@ class SimTransport(Transport):
         else:
             self.clk_freq, self.divisor = system.clk_freq, system.divisor
             top = _system_top(system.W, system.D_MAX, system.B_MAX, system.BUF_DEPTH,
-                              system.STORE_DEPTH, system.divisor, system.ARCH)
+                              system.STORE_DEPTH, system.divisor, system.ARCH,
+                              getattr(system, "L2", True))
             # a System made elsewhere may be a subclass whose code the cache cannot hash
             verilog = to_verilog(system, top)
         self.baud = self.clk_freq / self.divisor

@@ -115,12 +115,14 @@ BAD = {
     "board without port": lambda t: (["train", "diabetes", "--backend", "board"], "port"),
     "baud without board": lambda t: (["train", "diabetes", "--baud", "115200"],
                                      "--baud is an option of --backend board"),
-    "board name without board": lambda t: (["train", "diabetes", "--backend", "sim", "--board",
-                                            "ulx3s"], "--board is an option of --backend board"),
+    "board on reference": lambda t: (["train", "diabetes", "--backend", "reference", "--board",
+                                      "ulx3s"], "reference backend has none"),
     "baud 0": lambda t: (["train", "diabetes", "--backend", "board", "--port", "/dev/null",
                           "--baud", "0"], "--baud: must be >= 1"),
     "unknown board": lambda t: (["train", "diabetes", "--backend", "board", "--port",
                                  "/dev/null", "--board", "de10"], "--board: invalid choice"),
+    "unknown board on sim": lambda t: (["train", "diabetes", "--backend", "sim", "--board",
+                                        "de10"], "--board: invalid choice"),
     "bad lr": lambda t: (["train", "diabetes", "--lr", "-1"], "lr"),
 }
 
@@ -190,3 +192,75 @@ def test_predict_reproduces_the_training_mse(tmp_path, capsys):
     assert np.mean((pred - y) ** 2) == pytest.approx(doc["mse"][-1], rel=1e-6)
     rc, _, err = run(["predict", "diabetes", "--from", str(tmp_path / "nope.json")], capsys)
     assert rc == 2 and "not a zipml train --json file" in err
+
+
+# -- --board on the engine backends (the board system in Verilator: tests/test_device_train.py)
+
+def _spec_engine(board):
+    """The board's engine as hw/boards.py declares it: (EngineConfig fields, L2)."""
+    from zipml.hw.boards import BOARDS
+    engine = dict(BOARDS[board].engine)
+    return engine, engine.pop("L2", True)
+
+
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
+def test_board_chooses_the_engine_of_golden(board, tmp_path, capsys):
+    """`--backend golden --board NAME` trains that board's engine: the JSON names the board and
+    its config (as hw/boards.py declares it), and the model is golden's on that config."""
+    from zipml.host import datasets
+    from zipml.host.backend_engine import train_golden
+    from zipml.host.problem import TrainOptions, prepare
+    from zipml.reference.golden import EngineConfig
+    doc, out = train_json(capsys, tmp_path, "diabetes", "--backend", "golden", "--board", board,
+                          "--bits", "3", "--epochs", "2", "--seed", "4")
+    engine, l2 = _spec_engine(board)
+    assert doc["board"] == board and f"on golden ({board})" in out
+    assert doc["extra"]["config"] == {"ARCH": "parallel", **engine}
+    assert doc["extra"]["L2"] is l2
+    ds = datasets.load("diabetes", "regression")
+    gold = train_golden(prepare(ds.X, ds.y, "regression"),
+                        TrainOptions(bits=3, epochs=2, seed=4, lr=doc["lr"], decay=doc["decay"]),
+                        config=EngineConfig(**engine))
+    assert doc["model_raw"] == gold.model_raw
+
+
+def test_without_board_golden_runs_its_default_config(tmp_path, capsys):
+    from zipml.reference.engine_job import DEFAULT_CONFIG
+    doc, out = train_json(capsys, tmp_path, "diabetes", "--backend", "golden", "--bits", "3",
+                          "--epochs", "1")
+    assert doc["board"] is None and "on golden," in out
+    assert doc["extra"]["config"] == dict(DEFAULT_CONFIG.__dict__) and doc["extra"]["L2"] is True
+
+
+def test_the_serial_board_differs_from_the_default_engine(tmp_path, capsys):
+    """Not vacuous: the iCEBreaker's engine (W = 8) sends other words than the default W = 32,
+    so a backend that ignored --board would not pass the tests above."""
+    args = ("--backend", "golden", "--bits", "3", "--epochs", "1")
+    ice, _ = train_json(capsys, tmp_path, "diabetes", *args, "--board", "icebreaker")
+    default, _ = train_json(capsys, tmp_path, "diabetes", *args)
+    assert ice["bits_moved"] != default["bits_moved"]
+
+
+@pytest.mark.parametrize("backend", ["golden", "rtl", "sim"])
+def test_l2_on_a_board_without_l2_is_refused_before_anything_runs(backend, tmp_path, capsys,
+                                                                  monkeypatch):
+    """`--lam > 0 --board icebreaker` (no L2 shrink): one line, exit 2, for every engine
+    backend, before the golden model, the engine RTL or the board system is started."""
+    import zipml.host.transport
+    import zipml.reference.golden
+    import zipml.sim.engine_rtl
+
+    def started(*args, **kwargs):
+        raise AssertionError(f"{backend}: something ran before the refusal")
+
+    monkeypatch.setattr(zipml.host.transport, "SimTransport", started)
+    monkeypatch.setattr(zipml.sim.engine_rtl, "run", started)
+    monkeypatch.setattr(zipml.reference.golden, "run", started)
+    out_json = tmp_path / "r.json"
+    rc, out, err = run(["train", "diabetes", "--backend", backend, "--board", "icebreaker",
+                        "--lam", "0.01", "--bits", "4", "--epochs", "1", "--quiet", "--json",
+                        str(out_json)], capsys)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, err
+    assert "built without L2" in lines[0] and "--lam 0" in lines[0], lines[0]
+    assert not out_json.exists()

@@ -102,3 +102,100 @@ def test_sim_default_config_equals_golden_default(prepared, replay):
     gold = train_golden(prepared, opts)
     assert res.model_raw == gold.model_raw
     assert res.mse == gold.mse
+
+
+# -- `--board NAME --backend sim`: the board's build in Verilator ---------------------------------
+
+class _Captured(Exception):
+    """Raised by the stand-in SimTransport with the parameters it was given."""
+
+
+def _capture(monkeypatch):
+    import zipml.host.transport
+
+    def fake(**params):
+        raise _Captured(params)
+
+    monkeypatch.setattr(zipml.host.transport, "SimTransport", fake)
+
+
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
+def test_sim_transport_for_a_board_is_the_boards_build(board, monkeypatch):
+    """The simulated system of ``--board NAME``: the board's engine, L2 and sample store as
+    hw/boards.py declares them, at a clock its PLL makes exactly and that divides into the
+    board's baud (no Verilator: the parameters are caught on their way to SimTransport)."""
+    from zipml.hw.boards import BOARDS
+    from zipml.hw.soc import divisor_for
+    spec = BOARDS[board]
+    _capture(monkeypatch)
+    with pytest.raises(_Captured) as got:
+        sim_transport_for(board=board)
+    p = got.value.args[0]
+    engine = dict(spec.engine)
+    assert p.pop("L2") is engine.pop("L2", True)
+    assert {k: p[k] for k in ("W", "D_MAX", "B_MAX", "BUF_DEPTH", "ARCH")} == \
+        {"ARCH": "parallel", **engine}
+    assert p["STORE_DEPTH"] == spec.store_depth and p["baud"] == spec.baud
+    clk = p["clk_freq"]
+    assert clk % spec.baud == 0 and divisor_for(clk, spec.baud) == clk // spec.baud
+    assert spec.pll(clk)["f_out_hz"] == pytest.approx(clk, abs=1)
+    assert clk <= spec.target_mhz * 1e6
+
+
+def test_sim_transport_without_a_board_is_as_before(monkeypatch):
+    """No board: golden's config with L2 at 12 MHz / 3 Mbaud (4 clocks per bit), as before
+    --board reached the sim; a config of one's own keeps those options."""
+    from zipml.reference.engine_job import DEFAULT_CONFIG
+    _capture(monkeypatch)
+    for config, want in ((None, DEFAULT_CONFIG), (CONFIG, CONFIG)):
+        with pytest.raises(_Captured) as got:
+            sim_transport_for(config)
+        p = got.value.args[0]
+        assert (p["W"], p["D_MAX"], p["B_MAX"], p["BUF_DEPTH"], p["ARCH"]) == \
+            (want.W, want.D_MAX, want.B_MAX, want.BUF_DEPTH, want.ARCH)
+        assert (p["clk_freq"], p["baud"], p["L2"], p["STORE_DEPTH"]) == \
+            (12_000_000, 3_000_000, True, 16384)
+    with pytest.raises(ValueError, match="give the board or the config"):
+        sim_transport_for(CONFIG, board="icebreaker")
+
+
+def _cli_json(tmp_path, capsys, name, *args):
+    import json
+    from zipml.host.cli import main
+    out = tmp_path / f"{name}.json"
+    rc = main(["train", "diabetes", "--quiet", "--json", str(out), *args])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    return json.loads(out.read_text())
+
+
+# The iCEBreaker's system in Verilator: its first Verilator build takes ~25 s of CPU (15 s
+# without the 131072-word sample store's initial values), so these run in `make test-slow`.
+@pytest.mark.slow
+@pytest.mark.parametrize("bits,replay", [(2, False), (3, True), (4, False), (4, True)])
+def test_cli_sim_on_the_icebreaker_equals_golden_on_it(bits, replay, tmp_path, capsys):
+    """`zipml train diabetes --board icebreaker --backend sim` (the lane-serial engine without
+    L2, at the board's clock and baud) == `--backend golden --board icebreaker`, bit for bit,
+    streaming and replay; the JSON reports the board's engine as the simulated board read it."""
+    from zipml.hw.boards import BOARDS
+    args = ["--board", "icebreaker", "--bits", str(bits), "--epochs", "2", "--seed", str(bits)]
+    args += ["--replay"] if replay else []
+    sim = _cli_json(tmp_path, capsys, "sim", "--backend", "sim", *args)
+    gold = _cli_json(tmp_path, capsys, "golden", "--backend", "golden", *args)
+    assert sim["model_raw"] == gold["model_raw"] and sim["mse"] == gold["mse"]
+    engine = dict(BOARDS["icebreaker"].engine)
+    assert sim["extra"]["L2"] is engine.pop("L2") is False     # the system's caps register
+    assert sim["board"] == "icebreaker" and sim["extra"]["config"] == engine
+    assert sim["extra"]["clk_hz"] % sim["extra"]["baud"] == 0
+    assert sim["extra"]["link"]["uploads"] == (1 if replay else 0)
+    assert sim["cycles"] > 0 and sim["extra"]["sim_cycles"] >= sim["cycles"]
+
+
+@pytest.mark.slow
+def test_cli_sim_on_the_ulx3s_equals_golden_on_it(tmp_path, capsys):
+    """The ULX3S's build (W = 32, golden's default engine) at its own clock, replay."""
+    args = ["--board", "ulx3s", "--bits", "3", "--epochs", "2", "--replay"]
+    sim = _cli_json(tmp_path, capsys, "sim", "--backend", "sim", *args)
+    gold = _cli_json(tmp_path, capsys, "golden", "--backend", "golden", *args)
+    assert sim["model_raw"] == gold["model_raw"] and sim["mse"] == gold["mse"]
+    assert sim["extra"]["config"] == gold["extra"]["config"] and sim["extra"]["L2"] is True

@@ -77,3 +77,28 @@ def test_bad_parameters_raise_on_fit():
         ZipMLRegressor(bits=0).fit(X, y)
     with pytest.raises(ValueError, match="backend"):
         ZipMLRegressor(backend="nope").fit(X, y)
+
+
+def test_board_chooses_the_engine_of_the_engine_backends():
+    """``board=`` trains that board's engine on golden (the iCEBreaker's W = 8 serial engine,
+    without L2), equal to golden on that config; L2 there is refused; not on reference."""
+    from zipml.host.backend_engine import train_golden
+    from zipml.host.problem import TrainOptions, prepare, resolve
+    from zipml.hw.boards import BOARDS
+    from zipml.reference.golden import EngineConfig
+    X, y = load_diabetes(return_X_y=True)
+    m = ZipMLRegressor(backend="golden", board="icebreaker", bits=3, epochs=2).fit(X, y)
+    engine = dict(BOARDS["icebreaker"].engine)
+    l2 = engine.pop("L2")
+    assert m.result_.extra["config"] == {"ARCH": "parallel", **engine}
+    assert m.result_.extra["L2"] is l2
+    prepared = prepare(X, y, "regression")
+    gold = train_golden(prepared, resolve(prepared, TrainOptions(bits=3, epochs=2)),
+                        config=EngineConfig(**engine))
+    assert m.result_.model_raw == gold.model_raw
+    with pytest.raises(ValueError, match="built without L2"):
+        ZipMLRegressor(backend="golden", board="icebreaker", lam=0.01, epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="reference backend has none"):
+        ZipMLRegressor(board="icebreaker", epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="unknown board 'de10'"):
+        ZipMLRegressor(backend="golden", board="de10", epochs=1).fit(X, y)
