@@ -264,3 +264,14 @@ def test_l2_on_a_board_without_l2_is_refused_before_anything_runs(backend, tmp_p
     assert rc == 2 and len(lines) == 1, err
     assert "built without L2" in lines[0] and "--lam 0" in lines[0], lines[0]
     assert not out_json.exists()
+
+
+@pytest.mark.slow
+def test_rtl_on_the_icebreaker_equals_golden_on_it(tmp_path, capsys):
+    """`--backend rtl --board icebreaker` builds the lane-serial engine of the board (~20 s the
+    first time) and trains bit for bit what golden does on the board's config."""
+    args = ("--board", "icebreaker", "--bits", "2", "--epochs", "1")
+    rtl, _ = train_json(capsys, tmp_path, "diabetes", "--backend", "rtl", *args)
+    gold, _ = train_json(capsys, tmp_path, "diabetes", "--backend", "golden", *args)
+    assert rtl["model_raw"] == gold["model_raw"] and rtl["mse"] == gold["mse"]
+    assert rtl["extra"]["config"]["ARCH"] == "serial" and rtl["cycles"] > 0
