@@ -130,6 +130,7 @@ def check_regs(regs, caps: dict) -> None:
     for r in P.ENGINE_REGISTERS:
         check_register(r, int(getattr(regs, r.engine)), caps)
 
+
 #: models the engine trains: the squared loss (linreg, and LS-SVM = squared loss on +-1 labels
 #: with L2); hinge and logistic need a different loss stage
 ENGINE_MODELS = ("linreg", "lssvm")
