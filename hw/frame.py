@@ -74,15 +74,18 @@ class FrameReceiver(wiring.Component):
     i_stream : In(stream.Signature(8))
         Wire bytes from the UART. ``ready`` is low while a frame waits on ``o_frame``: those
         bytes are lost (the UART counts them as overruns) and the frame they belong to fails its
-        CRC. With the host's stop-and-wait protocol nothing arrives then.
+        CRC. With the host's stop-and-wait protocol nothing arrives then. ``ready`` is also low
+        the clock after a FLAG is taken (the UART's bytes are ``10 * divisor`` clocks apart).
     o_frame : Out(stream.Signature(FrameInfo))
         One transfer per frame (good or bad), at the closing FLAG. While ``valid`` is high the
-        payload buffer is frozen and readable.
+        payload (the header's fields) and the payload buffer are frozen and readable. A good
+        frame's ``length`` is at most ``max_payload``.
     rd_addr : In(range(max_payload + 2))
     rd_data : Out(8)
         Payload byte ``rd_addr``, one clock after the address (synchronous read).
 
-    Latency: ``o_frame.valid`` rises one clock after the closing FLAG is accepted.
+    Latency: ``o_frame.valid`` rises two clocks after the closing FLAG is accepted (an input
+    register, then the check).
     Empty frames (two FLAGs in a row) are idle fill, not frames.
     """
 
@@ -100,7 +103,7 @@ class FrameReceiver(wiring.Component):
         depth = self.max_payload + P.CRC_BYTES
         m.submodules.buf = buf = Memory(shape=8, depth=depth, init=[])
         wp = buf.write_port()
-        rp = buf.read_port(transparent_for=(wp,))
+        rp = buf.read_port()     # read only while a frame is pending, when nothing is written
         m.d.comb += [rp.addr.eq(self.rd_addr), self.rd_data.eq(rp.data)]
 
         count = Signal(range(depth + P.HEADER_BYTES + 2))   # body bytes so far, saturating
@@ -110,27 +113,48 @@ class FrameReceiver(wiring.Component):
         seq = Signal(8)
         cmd = Signal(8)
         length = Signal(16)
+        ok = Signal()
         pending = Signal()
 
-        m.d.comb += self.i_stream.ready.eq(~pending)
+        # Input register: a taken byte and its class, handled the next clock. A byte behind a
+        # FLAG is not taken until the FLAG has been handled (it may make the frame pending).
+        in_valid = Signal()
+        in_byte = Signal(8)
+        in_flag = Signal()
+        in_esc = Signal()
+        m.d.comb += self.i_stream.ready.eq(~pending & ~(in_valid & in_flag))
+        m.d.sync += in_valid.eq(self.i_stream.valid & self.i_stream.ready)
+        with m.If(self.i_stream.valid & self.i_stream.ready):
+            m.d.sync += [in_byte.eq(self.i_stream.payload),
+                         in_flag.eq(self.i_stream.payload == P.FLAG),
+                         in_esc.eq(self.i_stream.payload == P.ESC)]
+
+        # The header registers are the frame's info: nothing is received while it is pending.
         info = self.o_frame.payload
-        m.d.comb += self.o_frame.valid.eq(pending)
+        m.d.comb += [self.o_frame.valid.eq(pending),
+                     info.seq.eq(seq), info.cmd.eq(cmd), info.length.eq(length), info.ok.eq(ok)]
         with m.If(self.o_frame.valid & self.o_frame.ready):
             m.d.sync += pending.eq(0)
 
+        # A good frame has count == length + HEADER_BYTES + CRC_BYTES <= depth + HEADER_BYTES,
+        # so only the length bits below that bound take part. The expected count is worked
+        # out a clock after the length arrives; a good frame's CRC bytes come later still.
+        lbits = (depth - P.CRC_BYTES).bit_length()
+        length_fits = Signal()
+        expect = Signal(lbits + 1)
+        m.d.sync += [length_fits.eq((length[lbits:] == 0) if lbits < len(length) else 1),
+                     expect.eq(length[:lbits] + P.HEADER_BYTES + P.CRC_BYTES)]
         byte = Signal(8)
-        m.d.comb += byte.eq(Mux(esc, self.i_stream.payload ^ P.ESC_XOR, self.i_stream.payload))
-        with m.If(self.i_stream.valid & self.i_stream.ready):
-            with m.If(self.i_stream.payload == P.FLAG):
+        m.d.comb += byte.eq(Mux(esc, in_byte ^ P.ESC_XOR, in_byte))
+        with m.If(in_valid):
+            with m.If(in_flag):
                 with m.If(count != 0):
                     m.d.sync += [
                         pending.eq(1),
-                        info.seq.eq(seq), info.cmd.eq(cmd), info.length.eq(length),
-                        info.ok.eq(~esc & ~too_long & (crc == 0)
-                                   & (count == length + P.HEADER_BYTES + P.CRC_BYTES)),
+                        ok.eq(~esc & ~too_long & (crc == 0) & length_fits & (count == expect)),
                     ]
                 m.d.sync += [count.eq(0), crc.eq(0xFFFF), esc.eq(0), too_long.eq(0)]
-            with m.Elif((self.i_stream.payload == P.ESC) & ~esc):
+            with m.Elif(in_esc & ~esc):
                 m.d.sync += esc.eq(1)
             with m.Else():
                 m.d.sync += [esc.eq(0), crc.eq(crc16_byte(crc, byte))]
@@ -160,12 +184,14 @@ class FrameSender(wiring.Component):
     Ports
     -----
     i_stream : In(stream.Signature(SendByte))
-        Body bytes (seq, cmd, len lo, len hi, payload); ``last`` marks the final one.
+        Body bytes (seq, cmd, len lo, len hi, payload); ``last`` marks the final one. A byte is
+        taken when its last wire byte (itself, or ``byte ^ ESC_XOR`` after ESC) goes out.
     o_stream : Out(stream.Signature(8))
-        Wire bytes to the UART.
+        Wire bytes to the UART, from a register.
 
-    Throughput: one wire byte per clock when ``o_stream.ready`` allows (the UART takes one per
-    ``10 * divisor`` clocks).
+    Throughput: one wire byte per clock into the output register while the UART takes them
+    (the UART takes one per ``10 * divisor`` clocks). Paths from ``i_stream`` and
+    ``o_stream.ready`` end in this block's registers after a few gates.
     """
 
     def __init__(self):
@@ -179,59 +205,69 @@ class FrameSender(wiring.Component):
         crc = Signal(16, init=0xFFFF)
         i, o = self.i_stream, self.o_stream
 
-        def special(b):
-            return (b == P.FLAG) | (b == P.ESC)
+        # The wire byte register; loaded only while empty.
+        o_valid = Signal()
+        o_byte = Signal(8)
+        m.d.comb += [o.valid.eq(o_valid), o.payload.eq(o_byte)]
+        with m.If(o.ready):
+            m.d.sync += o_valid.eq(0)
 
-        def emit_crc_byte(b, state, esc_state, next_state):
-            with m.State(state):
-                m.d.comb += o.valid.eq(1)
-                with m.If(special(b)):
-                    m.d.comb += o.payload.eq(P.ESC)
-                    with m.If(o.ready):
-                        m.next = esc_state
+        def emit(byte):
+            m.d.sync += [o_valid.eq(1), o_byte.eq(byte)]
+
+        def is_special(byte):
+            return (byte == P.FLAG) | (byte == P.ESC)
+
+        esc_sent = Signal()         # ESC is out; byte ^ ESC_XOR follows
+        crc_byte = Signal(8)        # a CRC byte, held with its class while it is sent
+        crc_special = Signal()
+
+        def stuffed(byte, special, on_sent):
+            """Emit ``byte``, stuffed; ``on_sent()`` runs in the clock its last wire byte is
+            emitted."""
+            with m.If(~o_valid):
+                with m.If(special & ~esc_sent):
+                    emit(P.ESC)
+                    m.d.sync += esc_sent.eq(1)
                 with m.Else():
-                    m.d.comb += o.payload.eq(b)
-                    with m.If(o.ready):
-                        m.next = next_state
-            with m.State(esc_state):
-                m.d.comb += [o.valid.eq(1), o.payload.eq(b ^ P.ESC_XOR)]
-                with m.If(o.ready):
-                    m.next = next_state
+                    emit(Mux(esc_sent, byte ^ P.ESC_XOR, byte))
+                    m.d.sync += esc_sent.eq(0)
+                    on_sent()
+
+        def hold_crc(byte, next_state):
+            m.d.sync += [crc_byte.eq(byte), crc_special.eq(is_special(byte))]
+            m.next = next_state
+
+        def body_sent():
+            m.d.comb += i.ready.eq(1)
+            m.d.sync += crc.eq(crc16_byte(crc, i.payload.data))
+            with m.If(i.payload.last):
+                m.next = "CRC_HI"
+
+        def goto(state):
+            def f():
+                m.next = state
+            return f
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += o.payload.eq(P.FLAG)
-                with m.If(i.valid):
-                    m.d.comb += o.valid.eq(1)
-                    with m.If(o.ready):
-                        m.d.sync += crc.eq(0xFFFF)
-                        m.next = "BODY"
+                with m.If(i.valid & ~o_valid):
+                    emit(P.FLAG)
+                    m.d.sync += crc.eq(0xFFFF)
+                    m.next = "BODY"
             with m.State("BODY"):
-                b = i.payload.data
-                m.d.comb += o.valid.eq(i.valid)
-                with m.If(special(b)):
-                    m.d.comb += o.payload.eq(P.ESC)
-                    with m.If(i.valid & o.ready):
-                        m.next = "BODY_ESC"
-                with m.Else():
-                    m.d.comb += [o.payload.eq(b), i.ready.eq(o.ready)]
-                    with m.If(i.valid & o.ready):
-                        m.d.sync += crc.eq(crc16_byte(crc, b))
-                        with m.If(i.payload.last):
-                            m.next = "CRC_HI"
-            with m.State("BODY_ESC"):
-                b = i.payload.data
-                m.d.comb += [o.valid.eq(1), o.payload.eq(b ^ P.ESC_XOR), i.ready.eq(o.ready)]
-                with m.If(o.ready):
-                    m.d.sync += crc.eq(crc16_byte(crc, b))
-                    with m.If(i.payload.last):
-                        m.next = "CRC_HI"
-                    with m.Else():
-                        m.next = "BODY"
-            emit_crc_byte(crc[8:], "CRC_HI", "CRC_HI_ESC", "CRC_LO")
-            emit_crc_byte(crc[:8], "CRC_LO", "CRC_LO_ESC", "END")
+                with m.If(i.valid):
+                    stuffed(i.payload.data, is_special(i.payload.data), body_sent)
+            with m.State("CRC_HI"):
+                hold_crc(crc[8:], "SEND_CRC_HI")
+            with m.State("SEND_CRC_HI"):
+                stuffed(crc_byte, crc_special, goto("CRC_LO"))
+            with m.State("CRC_LO"):
+                hold_crc(crc[:8], "SEND_CRC_LO")
+            with m.State("SEND_CRC_LO"):
+                stuffed(crc_byte, crc_special, goto("END"))
             with m.State("END"):
-                m.d.comb += [o.valid.eq(1), o.payload.eq(P.FLAG)]
-                with m.If(o.ready):
+                with m.If(~o_valid):
+                    emit(P.FLAG)
                     m.next = "IDLE"
         return m

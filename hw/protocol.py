@@ -110,7 +110,8 @@ class Access(enum.Enum):
 class Register:
     """One 32-bit register of the board's register file.
 
-    ``width`` is the number of meaningful low bits; writes keep only those. ``engine`` names
+    ``width`` is the number of meaningful low bits; writes keep only those, reads return 0
+    above them (a read-only counter of the system wraps at its width). ``engine`` names
     the `zipml.hw.engine.Engine` port the register drives or reads (``None`` for registers of
     the system itself); ``part`` selects the 32-bit half of a wider engine counter: reading
     part 0 latches the counter's high bits, which part 1 then returns (`COUNTERS`).
@@ -217,14 +218,16 @@ REGISTERS = (
     # Sample store (DESIGN.md section 4, "Replay"; docs/link.md).
     Register("store_wptr", 0x30, 32, _RW, "next STORE word address"),
     Register("store_len", 0x31, 32, _RW, "words replayed per epoch, from address 0"),
-    Register("replay_done", 0x32, 32, _RO, "epochs fed to the engine by the current replay"),
+    Register("replay_done", 0x32, 16, _RO,
+             "epochs fed to the engine by the current replay (at most REPLAY's u16 epochs)"),
     Register("replay_cycles", 0x33, 32, _RO,
              "clocks from the REPLAY command until the store is fed and the engine idle"),
-    # Link health.
-    Register("rx_ok", 0x38, 32, _RO, "good frames received"),
-    Register("rx_bad", 0x39, 32, _RO, "frames dropped for CRC, length or overrun"),
-    Register("rx_overrun", 0x3A, 32, _RO, "bytes lost because the frame buffer was busy"),
-    Register("rx_uart_err", 0x3B, 32, _RO, "UART framing errors (stop bit 0)"),
+    # Link health: 16-bit counters that wrap (they say whether, and how often, something went
+    # wrong between two reads: take differences mod 2**16), a few cells each on the UP5K.
+    Register("rx_ok", 0x38, 16, _RO, "good frames received, mod 2**16"),
+    Register("rx_bad", 0x39, 16, _RO, "frames dropped for CRC, length or overrun, mod 2**16"),
+    Register("rx_overrun", 0x3A, 16, _RO, "bytes lost because the frame buffer was busy, mod 2**16"),
+    Register("rx_uart_err", 0x3B, 16, _RO, "UART framing errors (stop bit 0), mod 2**16"),
 )
 
 REGISTER_BY_NAME = {r.name: r for r in REGISTERS}

@@ -7,6 +7,9 @@ and reads its ``tx``, so the host driver cannot tell it from the board. docs/lin
 command semantics and the replay contract.
 """
 
+import functools
+import operator
+
 from amaranth.hdl import Module, Signal, Const, Mux, Cat
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -71,7 +74,7 @@ class SampleStore(wiring.Component):
         m = Module()
         m.submodules.mem = mem = Memory(shape=self.W, depth=self.depth, init=[])
         wp = mem.write_port()
-        rp = mem.read_port(transparent_for=(wp,))
+        rp = mem.read_port()     # never read and written in one clock (we wins, re is low)
         m.d.comb += [wp.addr.eq(self.addr), wp.data.eq(self.wdata), wp.en.eq(self.we),
                      rp.addr.eq(self.addr), rp.en.eq(self.re), self.rdata.eq(rp.data)]
         return m
@@ -156,6 +159,7 @@ class System(wiring.Component):
         W = self.W
         wbytes = W // 8
         log2_wbytes = wbytes.bit_length() - 1     # W is a power of two
+        C, S = P.Command, P.Status
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
         m.submodules.frame_rx = frx = FrameReceiver(self.max_payload)
@@ -172,374 +176,527 @@ class System(wiring.Component):
             if r.access is P.Access.RW and r.name != "ctrl":
                 regs[r.name] = Signal(r.width, name=f"reg_{r.name}")
         enable = Signal()
+        # ctrl's strobes are registered pulses (the engine's clear fans out to most of it).
         clear_strobe = Signal()
         stop_strobe = Signal()
+        m.d.sync += [clear_strobe.eq(0), stop_strobe.eq(0)]
         for r in P.ENGINE_REGISTERS:
             port = getattr(eng, r.engine)
             m.d.comb += port.eq(regs[r.name][:len(port)])
         m.d.comb += [eng.enable.eq(enable), eng.clear.eq(clear_strobe)]
+        store_wptr = regs["store_wptr"]
+        store_len = regs["store_len"]
+        sbits = self.STORE_DEPTH.bit_length()
 
-        link_counters = {name: Signal(32, name=name) for name in
-                         ("rx_ok", "rx_bad", "rx_overrun", "rx_uart_err")}
-        cnt = link_counters
+        def map_register(name):
+            """A register of the system itself, as wide as the register map says: the link
+            counters wrap at their width."""
+            return Signal(P.REGISTER_BY_NAME[name].width, name=name)
+
+        link = {name: map_register(name)
+                for name in ("rx_ok", "rx_bad", "rx_overrun", "rx_uart_err")}
         with m.If(urx.overrun):
-            m.d.sync += cnt["rx_overrun"].eq(cnt["rx_overrun"] + 1)
+            m.d.sync += link["rx_overrun"].eq(link["rx_overrun"] + 1)
         with m.If(urx.error):
-            m.d.sync += cnt["rx_uart_err"].eq(cnt["rx_uart_err"] + 1)
+            m.d.sync += link["rx_uart_err"].eq(link["rx_uart_err"] + 1)
+
+        # ---------------------------------------------------------------- engine input
+        # Every word reaches the engine through a skid buffer (a word register and a spare):
+        # its `ready` to the producers is a flip-flop, so neither the sample store's read
+        # enable nor the command unit waits on the engine's own ready logic in the same clock.
+        feed_valid = Signal()       # a word offered to the buffer (replay or STREAM)
+        feed_data = Signal(W)
+        feed_ready = Signal()
+        main_valid, main = Signal(), Signal(W)
+        spare_valid, spare = Signal(), Signal(W)
+        m.d.comb += [feed_ready.eq(~spare_valid),
+                     eng.i_stream.valid.eq(main_valid), eng.i_stream.payload.eq(main)]
+        with m.If(stop_strobe):
+            m.d.sync += [main_valid.eq(0), spare_valid.eq(0)]     # stop drops the words in flight
+        with m.Elif(~main_valid | eng.i_stream.ready):
+            m.d.sync += [main.eq(Mux(spare_valid, spare, feed_data)),
+                         main_valid.eq(spare_valid | feed_valid), spare_valid.eq(0)]
+        with m.Elif(feed_valid & feed_ready):
+            m.d.sync += [spare.eq(feed_data), spare_valid.eq(1)]
+        # The system is idle when the engine is and no word waits for it.
+        idle = Signal()
+        m.d.comb += idle.eq(eng.idle & ~main_valid & ~spare_valid)
 
         # ---------------------------------------------------------------- replay
-        replay_left = Signal(16)
-        replay_done = Signal(32)
-        replay_cycles = Signal(32)
+        replay_left = Signal(16)    # epochs still to feed, the current one included
+        # Flags kept beside the counters they describe, so the replay's per-word decision is a
+        # few flip-flops, not a compare of the counters.
+        replay_more = Signal()      # replay_left != 0
+        last_epoch = Signal()       # replay_left == 1
+        at_last = Signal()          # rptr is the epoch's last word: rptr + 1 == store_len
+        replay_done = map_register("replay_done")
+        replay_cycles = map_register("replay_cycles")
         replay_timing = Signal()    # REPLAY started, store or engine not yet done
         rptr = Signal(range(self.STORE_DEPTH))
         out_valid = Signal()        # store.rdata holds a word for the engine
         replay_busy = Signal()
-        m.d.comb += replay_busy.eq((replay_left != 0) | out_valid)
-        replay_start = Signal()
-        replay_epochs = Signal(16)
+        m.d.comb += replay_busy.eq(replay_more | out_valid)
+        replay_start = Signal()     # registered pulse from DECODE
+        m.d.sync += replay_start.eq(0)
 
         # ---------------------------------------------------------------- status
+        # The command unit and the status register see the engine's state one clock late
+        # (the engine's idle is deep logic inside it), which nothing can tell: the engine only
+        # starts work that the command unit or a replay gives it.
+        idle_q = Signal()
+        replay_busy_q = Signal()
+        m.d.sync += [idle_q.eq(idle), replay_busy_q.eq(replay_busy)]
         status = Signal(3)
-        m.d.comb += status.eq(Cat(eng.idle, eng.overflow, replay_busy))
+        m.d.comb += status.eq(Cat(idle_q, eng.overflow, replay_busy_q))
         bad_seen = Signal()
         m.d.comb += self.leds.eq(Cat(enable, replay_busy, eng.overflow, bad_seen))
 
-        # Counter high words, latched when the low word is read (the DECODE of READ_REG below),
-        # so the two halves of a running counter come from the same clock.
+        # Counter high words, latched when the low word is read (in BOUND below, the clock the
+        # low word is taken), so the two halves of a running counter come from the same clock.
         counter_hi = {name: Signal(min(32, len(getattr(eng, name)) - 32), name=f"{name}_hi_latch")
                       for name in P.COUNTERS if len(getattr(eng, name)) > 32}
 
-        def read_value(addr):
-            """(valid, value) of register `addr` as combinational expressions."""
-            value = Signal(32)
-            valid = Signal()
-            with m.Switch(addr):
-                for r in P.REGISTERS:
-                    with m.Case(r.addr):
-                        m.d.comb += valid.eq(1)
-                        if r.name == "id":
-                            m.d.comb += value.eq(P.ID_MAGIC)
-                        elif r.name.startswith("param_"):
-                            const = {"param_w": W, "param_d_max": self.D_MAX,
-                                     "param_b_max": self.B_MAX,
-                                     "param_buf_depth": self.BUF_DEPTH,
-                                     "param_store_depth": self.STORE_DEPTH,
-                                     "param_max_payload": self.max_payload,
-                                     "param_clk_hz": self.clk_freq,
-                                     "param_divisor": self.divisor}[r.name]
-                            m.d.comb += value.eq(const)
-                        elif r.name == "caps":
-                            m.d.comb += value.eq(P.caps_value(getattr(eng, "L2", True),
-                                                              getattr(eng, "ARCH_CODE", 0)))
-                        elif r.name == "ctrl":
-                            m.d.comb += value.eq(enable)
-                        elif r.name == "status":
-                            m.d.comb += value.eq(status)
-                        elif r.name == "replay_done":
-                            m.d.comb += value.eq(replay_done)
-                        elif r.name == "replay_cycles":
-                            m.d.comb += value.eq(replay_cycles)
-                        elif r.name in link_counters:
-                            m.d.comb += value.eq(link_counters[r.name])
-                        elif r.engine in P.COUNTERS and r.part == 1:
-                            if r.engine in counter_hi:      # else the counter has no high word
-                                m.d.comb += value.eq(counter_hi[r.engine])
-                        elif r.engine in P.COUNTERS:
-                            m.d.comb += value.eq(getattr(eng, r.engine)[:32])
-                        else:
-                            m.d.comb += value.eq(regs[r.name])
-            return valid, value
+        params = {"param_w": W, "param_d_max": self.D_MAX, "param_b_max": self.B_MAX,
+                  "param_buf_depth": self.BUF_DEPTH, "param_store_depth": self.STORE_DEPTH,
+                  "param_max_payload": self.max_payload, "param_clk_hz": self.clk_freq,
+                  "param_divisor": self.divisor}
 
-        # ---------------------------------------------------------------- command unit
+        def read_value(r):
+            """What register `r` reads as (a constant or a signal)."""
+            if r.name == "id":
+                return Const(P.ID_MAGIC, 32)
+            if r.name in params:
+                return Const(params[r.name], 32)
+            if r.name == "caps":
+                return Const(P.caps_value(getattr(eng, "L2", True), getattr(eng, "ARCH_CODE", 0)),
+                             32)
+            if r.name == "ctrl":
+                return enable
+            if r.name == "status":
+                return status
+            if r.name == "replay_done":
+                return replay_done
+            if r.name == "replay_cycles":
+                return replay_cycles
+            if r.name in link:
+                return link[r.name]
+            if r.engine in P.COUNTERS and r.part == 1:
+                return counter_hi.get(r.engine, Const(0, 32))    # no high word: reads 0
+            if r.engine in P.COUNTERS:
+                return getattr(eng, r.engine)[:32]
+            return regs[r.name]
+
+        # ---------------------------------------------------------------- command unit state
+        # The frame's header stays in `info`, and its payload in the receive buffer, until the
+        # command unit releases the frame.
         info = frx.o_frame.payload
-        seq = Signal(8)
-        cmd = Signal(8)
-        length = Signal(16)
-        resp_cmd = Signal(8)
+        length = Signal(range(self.max_payload + 1))
+        m.d.comb += length.eq(info.length)      # a good frame's length is <= max_payload
+        is_cmd = {c: Signal(name=f"is_{c.name.lower()}") for c in C if c is not C.NAK}
         resp_status = Signal(8)
-        resp_len = Signal(16)       # payload bytes of the response (status + data)
+        resp_len = Signal(range(self.max_payload + 1))   # response payload bytes (status + data)
+        data_len = Signal.like(resp_len)    # resp_len of a READ_REG/READ_MODEL answered OK
+        has_data = Signal()         # the response has data after its status byte
         last_seq = Signal(9, init=0x100)   # bit 8 set: no effect command executed yet
 
-        idx = Signal(16)            # payload byte index
-        primed = Signal()           # memory read of byte idx issued last cycle
+        # Payload bytes are read in three clocks each: A presents idx to the buffer (whose read
+        # port is synchronous) unless at_end, B takes the byte and advances idx, C lets at_end
+        # catch up (a registered compare of idx), so no decision waits on a compare.
+        idx = Signal(range(self.max_payload + 1))   # payload byte index
+        phase = Signal(range(3))
+        PH_A, PH_B, PH_C = 0, 1, 2
+        at_end = Signal()           # idx == length (one clock behind idx)
+        at_five = Signal()          # idx == 5 (one clock behind idx)
+        m.d.sync += [at_end.eq(idx == length), at_five.eq(idx == 5)]
+        m.d.comb += frx.rd_addr.eq(idx)
+
         arg = Signal(40)            # first five payload bytes, little endian
         acc = Signal(max(W, 32))    # word being assembled
-        nb = Signal(range(max(wbytes, 4) + 1))
+        nb = Signal(range(max(wbytes, 4)))
         rdata32 = Signal(32)
-        k = Signal(3)               # byte within rdata32 being sent
-        words_left = Signal(16)
+        k = Signal(3)               # header byte being sent, then byte within rdata32
+        max_count = (self.max_payload - 1) // 4     # model words in one response
+        cbits = max_count.bit_length()
+        words_left = Signal(range(max_count + 1))
+        last_word = Signal()        # words_left == 1
         maddr = Signal(range(self.D_MAX))
-        mwait = Signal(range(8 + 2))
-        m.d.comb += frx.rd_addr.eq(idx)
+        mwait = Signal(range(eng.MODEL_READ_LATENCY + 1))
 
         reg_addr = arg[0:8]
         reg_wvalue = arg[8:40]
-        rvalid, rvalue = read_value(reg_addr)
+        model_base = arg[0:16]
+        model_count = arg[16:32]
 
-        # The engine's input: replay words or STREAM words from the command unit.
-        push_valid = Signal()
-        push_ready = Signal()
-        with m.If(replay_busy):
-            m.d.comb += [eng.i_stream.valid.eq(out_valid), eng.i_stream.payload.eq(store.rdata)]
-        with m.Else():
-            m.d.comb += [eng.i_stream.valid.eq(push_valid), eng.i_stream.payload.eq(acc[:W]),
-                         push_ready.eq(eng.i_stream.ready)]
+        # The response goes to the frame sender through a register (nothing combinational
+        # crosses from the command unit into the sender and the UART); a byte is loaded only
+        # while the register is empty, 2 clocks a byte at most, still far above the UART's rate.
+        tx = ftx.i_stream
+        tx_valid = Signal()
+        tx_data = Signal(8)
+        tx_last = Signal()
+        m.d.comb += [tx.valid.eq(tx_valid), tx.payload.data.eq(tx_data),
+                     tx.payload.last.eq(tx_last)]
+        with m.If(tx.ready):
+            m.d.sync += tx_valid.eq(0)
 
-        # Store port: the command unit writes (STORE) only while replay is not busy.
-        store_we = Signal()
-        store_wptr = regs["store_wptr"]
-        store_len = regs["store_len"]
+        def send(byte, last):
+            m.d.sync += [tx_valid.eq(1), tx_data.eq(byte), tx_last.eq(last)]
+
+        # The engine's input: replay words or STREAM words from the command unit, never both
+        # (STREAM is refused while a replay runs).
+        push_valid = Signal()       # registered: acc holds a STREAM word for the engine
+        m.d.comb += [feed_valid.eq(out_valid | push_valid),
+                     feed_data.eq(Mux(out_valid, store.rdata, acc[:W]))]
+        # The model port is the engine's only while it is idle (READ_MODEL/WRITE_MODEL check).
+        m.d.comb += [eng.model_addr.eq(maddr), eng.model_wdata.eq(acc[:32])]
+
+        # Store port: the command unit writes (STORE) only while replay is not busy; the write
+        # is a registered request, the clock after the word is complete (acc holds still then).
+        store_wr = Signal()
+        m.d.sync += store_wr.eq(0)
         replay_adv = Signal()
-        m.d.comb += replay_adv.eq(~out_valid | eng.i_stream.ready)
-        with m.If(store_we):
+        m.d.comb += replay_adv.eq(~out_valid | feed_ready)
+        with m.If(store_wr):
             m.d.comb += [store.addr.eq(store_wptr), store.wdata.eq(acc[:W]), store.we.eq(1)]
+            # CHECK refused a STORE past STORE_DEPTH: the low bits never carry out.
+            m.d.sync += store_wptr[:sbits].eq(store_wptr[:sbits] + 1)
         with m.Else():
-            m.d.comb += [store.addr.eq(rptr), store.re.eq(replay_adv & (replay_left != 0))]
+            m.d.comb += [store.addr.eq(rptr), store.re.eq(replay_adv & replay_more)]
 
         # The board's own time for a replay, free of the host's polling latency.
         with m.If(replay_start):
             m.d.sync += [replay_timing.eq(1), replay_cycles.eq(0)]
         with m.Elif(replay_timing):
             m.d.sync += replay_cycles.eq(replay_cycles + 1)
-            with m.If(~replay_busy & eng.idle):
+            with m.If(~replay_busy & idle):
                 m.d.sync += replay_timing.eq(0)
 
+        # store_len is at most STORE_DEPTH when a replay starts (and not written while one
+        # runs): its low sbits bits are the whole of it. rptr == store_len - 2 is the compare
+        # that says the next word is the epoch's last.
+        before_last = Signal(sbits)
+        m.d.sync += before_last.eq(store_len[:sbits] - 2)
+        replay_epochs = arg[0:16]   # REPLAY's payload, held until the next command
         with m.If(replay_start):
-            m.d.sync += [replay_left.eq(replay_epochs), replay_done.eq(0), rptr.eq(0)]
+            m.d.sync += [replay_left.eq(replay_epochs), replay_more.eq(replay_epochs != 0),
+                         last_epoch.eq(replay_epochs == 1), replay_done.eq(0), rptr.eq(0),
+                         at_last.eq(store_len == 1)]
         with m.Elif(stop_strobe):
-            m.d.sync += [replay_left.eq(0), out_valid.eq(0)]
+            m.d.sync += [replay_left.eq(0), replay_more.eq(0), out_valid.eq(0)]
         with m.Elif(replay_adv):
-            m.d.sync += out_valid.eq(replay_left != 0)
-            with m.If(replay_left != 0):
-                with m.If(rptr == store_len - 1):
-                    m.d.sync += [rptr.eq(0), replay_left.eq(replay_left - 1),
+            m.d.sync += out_valid.eq(replay_more)
+            with m.If(replay_more):
+                with m.If(at_last):
+                    m.d.sync += [rptr.eq(0), at_last.eq(store_len == 1),
+                                 replay_left.eq(replay_left - 1), replay_more.eq(~last_epoch),
+                                 last_epoch.eq(replay_left == 2),
                                  replay_done.eq(replay_done + 1)]
                 with m.Else():
-                    m.d.sync += rptr.eq(rptr + 1)
+                    m.d.sync += [rptr.eq(rptr + 1), at_last.eq(rptr == before_last)]
 
-        C = P.Command
-        S = P.Status
+        # ------------------------------------------------ checks, registered before DECODE
+        # A command goes IDLE -> ARGS -> CHECK -> BOUND -> JUDGE -> DECODE: CHECK and BOUND
+        # register every judgement of it (length, address, bounds, busy, repeat), JUDGE turns
+        # them into the status, DECODE acts on it. Each step is a few gates deep; the UART
+        # leaves time for many more clocks than that.
+        chk_dup = Signal()          # an effect command repeating the last seq
+        chk_cmd = Signal()          # unknown command
+        chk_len = Signal()          # payload length (or model count) wrong for the command
+        chk_addr = Signal()         # register address unknown (READ_REG) or not writable
+        chk_busy = Signal()         # the engine or the replay is not in the state it needs
+        busy_first = Signal()       # BUSY before BAD_ADDR (STREAM, STORE, REPLAY)
+        store_over = Signal()       # STORE past the store's end
+        model_over = Signal()       # model range past D_MAX
+        fail = Signal()             # JUDGE found a fault; resp_status says which
 
-        def respond(status_value, data_len=0):
-            m.d.sync += [resp_status.eq(status_value), resp_len.eq(1 + data_len), idx.eq(0)]
-            m.next = "RESP"
+        def any_cmd(*cmds):
+            return Cat(*(is_cmd[c] for c in cmds)).any()
 
-        def respond_ok_effect():
-            m.d.sync += last_seq.eq(seq)
-            respond(S.OK)
+        def one_hot(pairs):
+            """OR of (flag & value): a select by one-hot command flags, no priority chain."""
+            return functools.reduce(operator.or_, (Mux(f, v, 0) for f, v in pairs))
 
-        with m.FSM(name="cmd"):
+        is_effect = any_cmd(*sorted(P.EFFECT_COMMANDS))
+        is_model = any_cmd(C.READ_MODEL, C.WRITE_MODEL)
+        need_free = any_cmd(C.STREAM, C.STORE, C.REPLAY, C.READ_MODEL, C.WRITE_MODEL)
+        need_enable = any_cmd(C.STREAM, C.REPLAY)
+
+        readable = Signal()
+        writable = Signal()
+        with m.Switch(reg_addr):
+            for r in P.REGISTERS:
+                with m.Case(r.addr):
+                    m.d.comb += [readable.eq(1), writable.eq(r.access is P.Access.RW)]
+        # One flip-flop per register: its address is the command's. Every use of the address
+        # after CHECK (the read, the write, the counter latch) is a flip-flop, not a decoder.
+        sel = {r.addr: Signal(name=f"sel_{r.name}") for r in P.REGISTERS}
+        whole_words = (length[:log2_wbytes] == 0) if log2_wbytes else Const(1, 1)
+        # Bounds at the width of the memory (any higher address bit is out of range anyway),
+        # summed in CHECK and compared in BOUND. A READ_MODEL count above max_count is BAD_LEN
+        # before the bound matters, and WRITE_MODEL's (length - 2) / 4 is length[2:].
+        dbits = self.D_MAX.bit_length()
+        store_hi, model_hi, store_len_bad = Signal(), Signal(), Signal()
+        store_end = Signal(sbits + 1)
+        model_end = Signal(dbits + 1)
+        model_words = Mux(is_cmd[C.READ_MODEL], model_count[:cbits], length[2:])
+
+        # Register reads: BOUND takes the addressed register of each half of the map (by
+        # address bit 5; 0 in the half not addressed), JUDGE ORs the halves into rdata32.
+        halves = {}
+        for r in P.REGISTERS:
+            halves.setdefault(r.addr >> 5 & 1, []).append(r)
+        half_value = {h: Signal(32, name=f"rd_half_{h}") for h in halves}
+
+        # ---------------------------------------------------------------- responder
+        # Sends the response frame's body (header, status, data) to the frame sender while the
+        # command unit waits; the command unit sets resp_len, has_data and resp_busy.
+        resp_busy = Signal()
+        with m.FSM(name="resp"):
             with m.State("IDLE"):
-                with m.If(frx.o_frame.valid):
-                    m.d.sync += [seq.eq(info.seq), cmd.eq(info.cmd), length.eq(info.length),
-                                 resp_cmd.eq(info.cmd | P.ACK), idx.eq(0), primed.eq(0),
-                                 arg.eq(0)]
-                    with m.If(info.ok):
-                        m.d.sync += cnt["rx_ok"].eq(cnt["rx_ok"] + 1)
-                        m.next = "ARGS"
-                    with m.Else():
-                        m.d.sync += [cnt["rx_bad"].eq(cnt["rx_bad"] + 1), bad_seen.eq(1),
-                                     resp_cmd.eq(C.NAK | P.ACK), resp_status.eq(S.BAD_FRAME),
-                                     resp_len.eq(1)]
-                        m.next = "RESP"
-
-            with m.State("ARGS"):
-                # Read up to five payload bytes into `arg` (2 clocks per byte: the buffer's
-                # read port is synchronous).
-                with m.If((idx == length) | (idx == 5)):
-                    m.d.sync += primed.eq(0)
-                    m.next = "DECODE"
-                with m.Elif(~primed):
-                    m.d.sync += primed.eq(1)
-                with m.Else():
-                    m.d.sync += [arg.word_select(idx[:3], 8).eq(frx.rd_data), idx.eq(idx + 1),
-                                 primed.eq(0)]
-
-            with m.State("DECODE"):
-                # The protocol's one list of commands with a side effect (retry rule).
-                is_effect = Signal()
-                for c in sorted(P.EFFECT_COMMANDS):
-                    with m.If(cmd == c):
-                        m.d.comb += is_effect.eq(1)
-                n_words = Signal(16)
-                m.d.comb += n_words.eq(length >> log2_wbytes)
-                model_count = arg[16:32]
-                model_base = arg[0:16]
-                n_model_w = Signal(16)
-                m.d.comb += n_model_w.eq((length - 2) >> 2)
-                with m.If(is_effect & ~last_seq[8] & (last_seq[:8] == seq)):
-                    respond(S.DUPLICATE)
-                with m.Elif(cmd == C.PING):
-                    m.d.sync += last_seq.eq(0x100)
-                    respond(S.OK)
-                with m.Elif(cmd == C.READ_REG):
-                    with m.If(length != 1):
-                        respond(S.BAD_LEN)
-                    with m.Elif(~rvalid):
-                        respond(S.BAD_ADDR)
-                    with m.Else():
-                        m.d.sync += [rdata32.eq(rvalue), words_left.eq(1)]
-                        for name, hi in counter_hi.items():
-                            with m.If(reg_addr == P.COUNTERS[name][0].addr):
-                                m.d.sync += hi.eq(getattr(eng, name)[32:32 + len(hi)])
-                        respond(S.OK, 4)
-                with m.Elif(cmd == C.WRITE_REG):
-                    with m.If(length != 5):
-                        respond(S.BAD_LEN)
-                    with m.Else():
-                        m.next = "WRITE_REG"
-                with m.Elif((cmd == C.STREAM) | (cmd == C.STORE)):
-                    whole_words = (length[:log2_wbytes] == 0) if log2_wbytes else Const(1, 1)
-                    with m.If((length == 0) | ~whole_words):
-                        respond(S.BAD_LEN)
-                    with m.Elif(replay_busy):
-                        respond(S.BUSY)
-                    with m.Elif((cmd == C.STREAM) & ~enable):
-                        respond(S.BUSY)
-                    with m.Elif((cmd == C.STORE) & (store_wptr + n_words > self.STORE_DEPTH)):
-                        respond(S.BAD_ADDR)
-                    with m.Else():
-                        m.d.sync += [idx.eq(0), nb.eq(0), primed.eq(0), acc.eq(0)]
-                        m.next = "WORD_BYTES"
-                with m.Elif(cmd == C.REPLAY):
-                    with m.If(length != 2):
-                        respond(S.BAD_LEN)
-                    with m.Elif(replay_busy | ~enable):
-                        respond(S.BUSY)
-                    with m.Elif((store_len == 0) | (store_len > self.STORE_DEPTH)):
-                        respond(S.BAD_ADDR)
-                    with m.Else():
-                        m.d.comb += [replay_start.eq(1), replay_epochs.eq(arg[0:16])]
-                        respond_ok_effect()
-                with m.Elif(cmd == C.READ_MODEL):
-                    with m.If(length != 4):
-                        respond(S.BAD_LEN)
-                    with m.Elif((model_count == 0)
-                                | (model_count > (self.max_payload - 1) // 4)):
-                        respond(S.BAD_LEN)
-                    with m.Elif(model_base + model_count > self.D_MAX):
-                        respond(S.BAD_ADDR)
-                    with m.Elif(~eng.idle | replay_busy):
-                        respond(S.BUSY)
-                    with m.Else():
-                        m.d.sync += [maddr.eq(model_base), words_left.eq(model_count)]
-                        respond(S.OK, model_count << 2)
-                with m.Elif(cmd == C.WRITE_MODEL):
-                    with m.If((length < 6) | (length[:2] != 2)):
-                        respond(S.BAD_LEN)
-                    with m.Elif(model_base + n_model_w > self.D_MAX):
-                        respond(S.BAD_ADDR)
-                    with m.Elif(~eng.idle | replay_busy):
-                        respond(S.BUSY)
-                    with m.Else():
-                        m.d.sync += [maddr.eq(model_base), idx.eq(2), nb.eq(0), primed.eq(0),
-                                     acc.eq(0)]
-                        m.next = "WORD_BYTES"
-                with m.Else():
-                    respond(S.BAD_CMD)
-
-            with m.State("WRITE_REG"):
-                with m.Switch(reg_addr):
-                    for r in P.REGISTERS:
-                        if r.access is not P.Access.RW:
-                            continue
-                        with m.Case(r.addr):
-                            if r.name == "ctrl":
-                                m.d.sync += enable.eq(reg_wvalue[0])
-                                m.d.comb += [clear_strobe.eq(reg_wvalue[1]),
-                                             stop_strobe.eq(reg_wvalue[2])]
-                                with m.If(reg_wvalue[1]):
-                                    m.d.sync += bad_seen.eq(0)
-                            else:
-                                m.d.sync += regs[r.name].eq(reg_wvalue[:r.width])
-                            respond_ok_effect()
-                    with m.Default():
-                        respond(S.BAD_ADDR)
-
-            # Assemble one word (W bits for STREAM/STORE, 32 for WRITE_MODEL) from the payload.
-            word_bytes = Signal(range(9))
-            m.d.comb += word_bytes.eq(Mux(cmd == C.WRITE_MODEL, 4, wbytes))
-            with m.State("WORD_BYTES"):
-                with m.If(idx == length):
-                    respond_ok_effect()
-                with m.Elif(~primed):
-                    m.d.sync += primed.eq(1)
-                with m.Else():
-                    m.d.sync += [acc.word_select(nb, 8).eq(frx.rd_data), idx.eq(idx + 1),
-                                 primed.eq(0)]
-                    with m.If(nb == word_bytes - 1):
-                        m.d.sync += nb.eq(0)
-                        m.next = "WORD_DONE"
-                    with m.Else():
-                        m.d.sync += nb.eq(nb + 1)
-
-            with m.State("WORD_DONE"):
-                with m.If(cmd == C.STREAM):
-                    m.d.comb += push_valid.eq(1)
-                    with m.If(push_ready):
-                        m.next = "WORD_BYTES"
-                with m.Elif(cmd == C.STORE):
-                    m.d.comb += store_we.eq(1)
-                    m.d.sync += store_wptr.eq(store_wptr + 1)
-                    m.next = "WORD_BYTES"
-                with m.Else():
-                    m.d.comb += [eng.model_addr.eq(maddr), eng.model_wdata.eq(acc[:32]),
-                                 eng.model_we.eq(1)]
-                    m.d.sync += maddr.eq(maddr + 1)
-                    m.next = "WORD_BYTES"
-
-            # Response: header bytes, then data (READ_REG value or model words).
-            with m.State("RESP"):
+                with m.If(resp_busy):
+                    m.d.sync += k.eq(0)
+                    m.next = "HEADER"
+            with m.State("HEADER"):
                 hdr = Signal(8)
-                with m.Switch(idx[:3]):
+                with m.Switch(k):
                     with m.Case(0):
-                        m.d.comb += hdr.eq(seq)
+                        m.d.comb += hdr.eq(info.seq)
                     with m.Case(1):
-                        m.d.comb += hdr.eq(resp_cmd)
+                        m.d.comb += hdr.eq(Mux(info.ok, info.cmd | P.ACK, C.NAK | P.ACK))
                     with m.Case(2):
                         m.d.comb += hdr.eq(resp_len[:8])
                     with m.Case(3):
                         m.d.comb += hdr.eq(resp_len[8:])
                     with m.Default():
                         m.d.comb += hdr.eq(resp_status)
-                m.d.comb += [ftx.i_stream.valid.eq(1), ftx.i_stream.payload.data.eq(hdr),
-                             ftx.i_stream.payload.last.eq((idx == 4) & (resp_len == 1))]
-                with m.If(ftx.i_stream.ready):
-                    m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx == 4):
-                        with m.If(resp_len == 1):
-                            m.next = "DONE"
-                        with m.Elif(resp_cmd == (C.READ_MODEL | P.ACK)):
+                with m.If(~tx_valid):
+                    send(hdr, (k == 4) & ~has_data)
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == 4):
+                        m.d.sync += k.eq(0)
+                        with m.If(~has_data):
+                            m.d.sync += resp_busy.eq(0)
+                            m.next = "IDLE"
+                        with m.Elif(is_cmd[C.READ_MODEL]):
                             m.d.sync += mwait.eq(eng.MODEL_READ_LATENCY)
                             m.next = "MODEL_READ"
                         with m.Else():
-                            m.d.sync += k.eq(0)
                             m.next = "DATA"
-
             with m.State("MODEL_READ"):
-                m.d.comb += eng.model_addr.eq(maddr)
                 with m.If(mwait != 0):
                     m.d.sync += mwait.eq(mwait - 1)
                 with m.Else():
-                    m.d.sync += [rdata32.eq(eng.model_rdata), maddr.eq(maddr + 1), k.eq(0)]
+                    m.d.sync += [rdata32.eq(eng.model_rdata), maddr.eq(maddr + 1)]
                     m.next = "DATA"
-
             with m.State("DATA"):
-                m.d.comb += [ftx.i_stream.valid.eq(1),
-                             ftx.i_stream.payload.data.eq(rdata32.word_select(k[:2], 8)),
-                             ftx.i_stream.payload.last.eq((k == 3) & (words_left == 1))]
-                with m.If(ftx.i_stream.ready):
+                with m.If(~tx_valid):
+                    send(rdata32.word_select(k[:2], 8), (k[:2] == 3) & last_word)
                     m.d.sync += k.eq(k + 1)
-                    with m.If(k == 3):
-                        m.d.sync += words_left.eq(words_left - 1)
-                        with m.If(words_left == 1):
-                            m.next = "DONE"
+                    with m.If(k[:2] == 3):
+                        m.d.sync += [k.eq(0), words_left.eq(words_left - 1),
+                                     last_word.eq(words_left == 2)]
+                        with m.If(last_word):
+                            m.d.sync += resp_busy.eq(0)
+                            m.next = "IDLE"
                         with m.Else():
                             m.d.sync += mwait.eq(eng.MODEL_READ_LATENCY)
                             m.next = "MODEL_READ"
 
-            with m.State("DONE"):
-                m.d.comb += frx.o_frame.ready.eq(1)
-                m.next = "IDLE"
+        def respond():
+            """Answer with resp_status (set by JUDGE) and no data."""
+            m.d.sync += [resp_len.eq(1), has_data.eq(0), resp_busy.eq(1)]
+            m.next = "ANSWER"
+
+        def respond_with_data():
+            """Answer OK with the data JUDGE prepared (rdata32 or model words)."""
+            m.d.sync += [resp_len.eq(data_len), has_data.eq(1), resp_busy.eq(1)]
+            m.next = "ANSWER"
+
+        def respond_ok_effect():
+            m.d.sync += last_seq.eq(info.seq)
+            respond()
+
+        def read_payload(on_byte, on_end):
+            """One step of reading payload byte idx (PH_A, PH_B, PH_C above)."""
+            with m.Switch(phase):
+                with m.Case(PH_A):
+                    with m.If(at_end):
+                        on_end()
+                    with m.Else():
+                        m.d.sync += phase.eq(PH_B)
+                with m.Case(PH_B):
+                    on_byte(frx.rd_data)
+                    m.d.sync += [idx.eq(idx + 1), phase.eq(PH_C)]
+                with m.Default():
+                    m.d.sync += phase.eq(PH_A)
+
+        # ---------------------------------------------------------------- command FSM
+        with m.FSM(name="cmd"):
+            with m.State("IDLE"):
+                with m.If(frx.o_frame.valid):
+                    m.d.sync += [is_cmd[c].eq(info.cmd == c) for c in is_cmd]
+                    m.d.sync += [idx.eq(0), phase.eq(PH_C), arg.eq(0)]
+                    with m.If(info.ok):
+                        m.d.sync += link["rx_ok"].eq(link["rx_ok"] + 1)
+                        m.next = "ARGS"
+                    with m.Else():
+                        m.d.sync += [link["rx_bad"].eq(link["rx_bad"] + 1), bad_seen.eq(1),
+                                     resp_status.eq(S.BAD_FRAME), resp_len.eq(1),
+                                     has_data.eq(0), resp_busy.eq(1)]
+                        m.next = "ANSWER"
+
+            with m.State("ARGS"):
+                # Up to five payload bytes into `arg`.
+                def arg_byte(byte):
+                    m.d.sync += arg.word_select(idx[:3], 8).eq(byte)
+
+                def args_done():
+                    m.next = "CHECK"
+                with m.If(at_five & (phase == PH_A)):
+                    args_done()
+                with m.Else():
+                    read_payload(arg_byte, args_done)
+
+            with m.State("CHECK"):
+                m.d.sync += [
+                    chk_dup.eq(is_effect & ~last_seq[8] & (last_seq[:8] == info.seq)),
+                    chk_cmd.eq(~Cat(*is_cmd.values()).any()),
+                    chk_len.eq(one_hot([
+                        (is_cmd[C.READ_REG], length != 1),
+                        (is_cmd[C.WRITE_REG], length != 5),
+                        (is_cmd[C.STREAM] | is_cmd[C.STORE], (length == 0) | ~whole_words),
+                        (is_cmd[C.REPLAY], length != 2),
+                        (is_cmd[C.READ_MODEL], (length != 4) | (model_count == 0)
+                                               | (model_count > max_count)),
+                        (is_cmd[C.WRITE_MODEL], (length < 6) | (length[:2] != 2)),
+                    ])),
+                    chk_addr.eq(one_hot([(is_cmd[C.READ_REG], ~readable),
+                                         (is_cmd[C.WRITE_REG], ~writable)])),
+                    busy_first.eq(need_enable | is_cmd[C.STORE]),
+                    chk_busy.eq((need_free & replay_busy_q) | (need_enable & ~enable)
+                                | (is_model & ~idle_q)),
+                    store_hi.eq(store_wptr[sbits:] != 0),
+                    store_end.eq(store_wptr[:sbits] + (length >> log2_wbytes)),
+                    model_hi.eq(model_base[dbits:] != 0),
+                    model_end.eq(model_base[:dbits] + model_words),
+                    store_len_bad.eq((store_len == 0) | (store_len > self.STORE_DEPTH)),
+                ]
+                m.d.sync += [sel[a].eq(reg_addr == a) for a in sel]
+                m.next = "BOUND"
+
+            with m.State("BOUND"):
+                m.d.sync += [store_over.eq(store_hi | (store_end > self.STORE_DEPTH)),
+                             model_over.eq(model_hi | (model_end > self.D_MAX))]
+                for h, members in halves.items():
+                    m.d.sync += half_value[h].eq(one_hot((sel[r.addr], read_value(r))
+                                                         for r in members))
+                # The counter's high word is latched in the clock its low word is taken.
+                with m.If(is_cmd[C.READ_REG] & ~chk_len):
+                    for name, hi in counter_hi.items():
+                        with m.If(sel[P.COUNTERS[name][0].addr]):
+                            m.d.sync += hi.eq(getattr(eng, name)[32:32 + len(hi)])
+                m.next = "JUDGE"
+
+            with m.State("JUDGE"):
+                # The order of the checks is the status a command with several faults gets.
+                bad_addr = (chk_addr | (is_cmd[C.STORE] & store_over) | (is_model & model_over)
+                            | (is_cmd[C.REPLAY] & store_len_bad))
+                m.d.sync += fail.eq(chk_dup | chk_cmd | chk_len | chk_busy | bad_addr)
+                with m.If(chk_dup):
+                    m.d.sync += resp_status.eq(S.DUPLICATE)
+                with m.Elif(chk_cmd):
+                    m.d.sync += resp_status.eq(S.BAD_CMD)
+                with m.Elif(chk_len):
+                    m.d.sync += resp_status.eq(S.BAD_LEN)
+                with m.Elif(busy_first & chk_busy):
+                    m.d.sync += resp_status.eq(S.BUSY)
+                with m.Elif(bad_addr):
+                    m.d.sync += resp_status.eq(S.BAD_ADDR)
+                with m.Elif(chk_busy):
+                    m.d.sync += resp_status.eq(S.BUSY)
+                with m.Else():
+                    m.d.sync += resp_status.eq(S.OK)
+                # What the command does if it passes, set up whether it passes or not (only
+                # the states DECODE goes to use them).
+                read_model = is_cmd[C.READ_MODEL]
+                m.d.sync += [
+                    rdata32.eq(functools.reduce(operator.or_, half_value.values())),
+                    maddr.eq(model_base),
+                    words_left.eq(Mux(read_model, model_count[:cbits], 1)),
+                    last_word.eq(Mux(read_model, model_count[:cbits] == 1, 1)),
+                    data_len.eq(Mux(read_model, model_count[:cbits] << 2, 4) + 1),
+                    idx.eq(Mux(is_cmd[C.WRITE_MODEL], 2, 0)), phase.eq(PH_C), nb.eq(0),
+                ]
+                m.next = "DECODE"
+
+            with m.State("DECODE"):
+                with m.If(fail):
+                    respond()
+                with m.Else():
+                    with m.If(is_cmd[C.PING]):
+                        m.d.sync += last_seq.eq(0x100)
+                        respond()
+                    with m.If(is_cmd[C.READ_REG] | is_cmd[C.READ_MODEL]):
+                        respond_with_data()
+                    with m.If(is_cmd[C.WRITE_REG]):
+                        m.next = "WRITE_REG"
+                    with m.If(any_cmd(C.STREAM, C.STORE, C.WRITE_MODEL)):
+                        m.next = "WORD_BYTES"
+                    with m.If(is_cmd[C.REPLAY]):
+                        m.d.sync += replay_start.eq(1)
+                        respond_ok_effect()
+
+            with m.State("WRITE_REG"):
+                for r in P.REGISTERS:                   # a writable address: CHECK saw to it
+                    if r.access is P.Access.RW and r.name != "ctrl":
+                        with m.If(sel[r.addr]):
+                            m.d.sync += regs[r.name].eq(reg_wvalue[:r.width])
+                with m.If(sel[P.REGISTER_BY_NAME["ctrl"].addr]):
+                    m.d.sync += [clear_strobe.eq(reg_wvalue[1]), stop_strobe.eq(reg_wvalue[2])]
+                    with m.If(reg_wvalue[1]):
+                        m.d.sync += bad_seen.eq(0)
+                    m.next = "WRITE_CTRL"
+                with m.Else():
+                    respond_ok_effect()
+
+            with m.State("WRITE_CTRL"):
+                # enable changes the clock after the clear/stop pulse: a clear with enable
+                # clears a stopped engine, as the strobe-then-register order always did.
+                m.d.sync += enable.eq(reg_wvalue[0])
+                respond_ok_effect()
+
+            # Assemble one word (W bits for STREAM/STORE, 32 for WRITE_MODEL) from the payload.
+            word_last = Mux(is_cmd[C.WRITE_MODEL], nb == 3, nb == wbytes - 1)
+            with m.State("WORD_BYTES"):
+                def word_byte(byte):
+                    m.d.sync += acc.word_select(nb, 8).eq(byte)
+                    with m.If(word_last):
+                        m.d.sync += [nb.eq(0), push_valid.eq(is_cmd[C.STREAM])]
+                        m.next = "WORD_DONE"
+                    with m.Else():
+                        m.d.sync += nb.eq(nb + 1)
+                read_payload(word_byte, respond_ok_effect)
+
+            with m.State("WORD_DONE"):
+                # phase is PH_C: the next byte's read starts after this word is gone.
+                with m.If(is_cmd[C.STREAM]):
+                    with m.If(feed_ready):
+                        m.d.sync += push_valid.eq(0)
+                        m.next = "WORD_BYTES"
+                with m.Elif(is_cmd[C.STORE]):
+                    m.d.sync += store_wr.eq(1)
+                    m.next = "WORD_BYTES"
+                with m.Else():
+                    m.d.comb += eng.model_we.eq(1)
+                    m.d.sync += maddr.eq(maddr + 1)
+                    m.next = "WORD_BYTES"
+
+            with m.State("ANSWER"):
+                # The frame is released once the responder is done and the sender has taken
+                # the last body byte, as when the command unit handed it bytes directly: a
+                # frame sent before the answer (against stop-and-wait) loses as many bytes as
+                # it always did.
+                with m.If(~resp_busy & ~tx_valid):
+                    m.d.comb += frx.o_frame.ready.eq(1)
+                    m.next = "IDLE"
         return m
