@@ -28,24 +28,6 @@ from .update import TERM_W, u_width, sat
 __all__ = ["SerialEngine"]
 
 
-def _split_counter(m, port, event):
-    """Count ``event`` cycles into ``port`` as two halves, the high one a cycle behind with the
-    low one's carry: a 48-bit increment in one cycle is too slow for the UP5K at 48 MHz. The
-    port shows the low half delayed by a cycle as well, so the two halves always belong
-    together (the count lags the event by two cycles). Returns the registers to clear."""
-    n = len(port)
-    lo, lo_out = Signal(n // 2, name=f"{port.name}_lo"), Signal(n // 2, name=f"{port.name}_lo_out")
-    hi = Signal(n - n // 2, name=f"{port.name}_hi")
-    carry = Signal(name=f"{port.name}_carry")
-    m.d.sync += [carry.eq(event & lo.all()), lo_out.eq(lo)]
-    with m.If(event):
-        m.d.sync += lo.eq(lo + 1)
-    with m.If(carry):
-        m.d.sync += hi.eq(hi + 1)
-    m.d.comb += port.eq(Cat(lo_out, hi))
-    return [lo, lo_out, hi, carry]
-
-
 class _State(enum.Enum, shape=2):
     HEADER = 0
     LABEL = 1
@@ -86,12 +68,12 @@ class SerialEngine(wiring.Component):
     read (L0 address, L1 data); write-backs reach the RAM in L5, at least W - 5 cycles before
     the chunk's first dot lane reads them (W >= 8).
 
-    Latency: ``MODEL_READ_LATENCY`` = 2 for the model port; ``T_LATENCY`` cycles from taking a
+    Latency: ``MODEL_READ_LATENCY`` = 1 for the model port; ``T_LATENCY`` cycles from taking a
     sample's last dot word to its error in the scalar stage, which takes
     ``STEP_SHIFT // 8 + STEP_SHIFT % 8 + 8`` cycles a sample.
     """
 
-    MODEL_READ_LATENCY = 2
+    MODEL_READ_LATENCY = 1
     #: the small memories (T values, labels, dot accumulators) go to block RAM, not flip-flops
     _BLOCK = {"ram_style": "block"}
     #: code of this architecture in the board's capability register
@@ -129,9 +111,9 @@ class SerialEngine(wiring.Component):
     @staticmethod
     def t_latency(W):
         """Cycles from taking a sample's last dot word to its error E entering the scalar
-        stage (decision, the W lanes, L1..L8, the loss); `SerialScalar` then takes a variable
+        stage (decision, the W lanes, L1..L7, the loss); `SerialScalar` then takes a variable
         time."""
-        return W + 9 + SquaredLoss.SPLIT_LATENCY
+        return W + 8 + SquaredLoss.SPLIT_LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -158,9 +140,7 @@ class SerialEngine(wiring.Component):
         m.submodules.mem = mem = Memory(shape=signed(MW), depth=self.D_MAX, init=[])
         mrd = mem.read_port(transparent_for=())
         mwr = mem.write_port()
-        host_rdata = Signal(signed(MW))
-        m.d.sync += host_rdata.eq(mrd.data)
-        m.d.comb += self.model_rdata.eq(host_rdata)
+        m.d.comb += self.model_rdata.eq(mrd.data)
 
         # ------------------------------------------------------------ pass parser
         state = Signal(_State)
@@ -469,14 +449,13 @@ class SerialEngine(wiring.Component):
         a_new = Signal(signed(AW))
         m.d.comb += [a_new.eq(Cat(a_lo[:AL], a_hi_old + a_hi_term + a_lo[AL])),
                      a_wr.addr.eq(a_s5), a_wr.data.eq(a_new), a_wr.en.eq(a_go5)]
-        # a finished dot: its label is read from the queue now and registered after the RAM;
-        # the loss takes both in L8
-        a_done, a_done7 = Signal(), Signal()
-        a_out, a_out7 = Signal(signed(AW)), Signal(signed(AW))
+        # a finished dot: its label is read from the queue a stage ahead of A's high half and
+        # registered after the RAM; the loss takes both in L7
+        a_done = Signal()
+        a_out = Signal(signed(AW))
         label7 = Signal(signed(MW))
-        m.d.comb += [l_pop.eq(a_go5 & a_final5), l_rd.addr.eq(l_head), l_rd.en.eq(1)]
-        m.d.sync += [a_done.eq(l_pop), a_out.eq(a_new),
-                     a_done7.eq(a_done), a_out7.eq(a_out), label7.eq(l_rd.data)]
+        m.d.comb += [l_pop.eq(a_go & a_final), l_rd.addr.eq(l_head), l_rd.en.eq(1)]
+        m.d.sync += [a_done.eq(a_go5 & a_final5), a_out.eq(a_new), label7.eq(l_rd.data)]
 
         # ------------------------------------------------------------ L4, L5: write-back
         wb_diff = Signal(signed(len(wb_a) + 1))
@@ -488,7 +467,7 @@ class SerialEngine(wiring.Component):
                      mwr.en.eq(wb_en | (self.model_we & ~busy))]
 
         # ------------------------------------------------------------ loss, scalar, T
-        m.d.comb += [loss.i_valid.eq(a_done7), loss.a.eq(a_out7), loss.label.eq(label7),
+        m.d.comb += [loss.i_valid.eq(a_done), loss.a.eq(a_out), loss.label.eq(label7),
                      scal.clear.eq(self.clear), scal.step.eq(self.step),
                      scal.step_shift.eq(self.step_shift), scal.decay_shift.eq(self.decay_shift),
                      scal.n_epoch.eq(self.n_epoch),
@@ -510,10 +489,13 @@ class SerialEngine(wiring.Component):
         # words and stalls are counted a cycle late, from registers (exact once idle)
         stalled = Signal()
         m.d.sync += stalled.eq(self.enable & ~ready)
-        counter_regs = []
-        for port, event in ((self.cycles, self.enable), (self.stall_cycles, stalled),
-                            (self.words, take_r), (self.samples, scal.o_valid)):
-            counter_regs += _split_counter(m, port, event)
+        # (a 48-bit increment is a ~22 ns path on the UP5K, as long as the scalar's; splitting
+        # the four counters in halves would cost ~150 cells the board system needs)
+        counters = ((self.cycles, self.enable), (self.stall_cycles, stalled),
+                    (self.words, take_r), (self.samples, scal.o_valid))
+        for port, event in counters:
+            with m.If(event):
+                m.d.sync += port.eq(port + 1)
         with m.If((wb_en & x_ovf) | loss.ovf | scal.ovf):
             m.d.sync += self.overflow.eq(1)
 
@@ -522,7 +504,7 @@ class SerialEngine(wiring.Component):
                          fresh.eq(0), lane_last.eq(0), take_r.eq(0), issue_r.eq(0),
                          stalled.eq(0), exec_free.eq(1),
                          l_head.eq(0), l_tail.eq(0), l_count.eq(0), self.overflow.eq(0)]
-            m.d.sync += [r.eq(0) for r in counter_regs]
+            m.d.sync += [port.eq(0) for port, _ in counters]
             for op in ops[1:]:
                 m.d.sync += op.valid.eq(0)
         return m
