@@ -200,6 +200,16 @@ def parse_report(report):
 
 # --- Build -------------------------------------------------------------------------------------
 
+def _placement_error(text):
+    """nextpnr's error line when the design does not fit the device, else None.
+
+    It says so in one of three ways: no BEL left for a cell, or the analytic placer's "Failed
+    to expand region" when the cells outnumber the device's."""
+    found = re.search(r"^ERROR: (Unable to place cell .*|.*no BELs remaining.*|"
+                      r"Failed to expand region .*)$", text, re.M)
+    return found.group(1) if found else None
+
+
 def _log_utilization(text):
     # nextpnr prints "Info: \t ICESTORM_LC:  9712/  5280   183%" after packing, before placing.
     util = {}
@@ -297,8 +307,7 @@ def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,
         except Exception as exc:
             log = build_dir / "top.tim"
             text = log.read_text(errors="replace") if log.exists() else ""
-            placement = re.search(r"^ERROR: (Unable to place cell .*|.*no BELs remaining.*)$",
-                                  text, re.M)
+            placement = _placement_error(text)
             if placement is None:
                 tail = text.splitlines()[-15:]
                 raise ToolchainError(
@@ -307,7 +316,7 @@ def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,
             # The design does not fit the device: still a result (how far over, and where).
             parsed = {"fmax_mhz": {}, "constraint_mhz": {}, "utilization":
                       _log_utilization(text), "critical_path": None, "timing_met": False,
-                      "fits": False, "error": placement.group(1)}
+                      "fits": False, "error": placement}
         else:
             if not report_path.exists():
                 raise ToolchainError(f"nextpnr wrote no report at {report_path}")

@@ -302,3 +302,13 @@ def test_log_utilization_reads_the_packing_table():
     assert B._log_utilization(log) == {
         "ICESTORM_LC": {"used": 9712, "available": 5280, "percent": 183.9},
         "ICESTORM_RAM": {"used": 17, "available": 30, "percent": 56.7}}
+
+
+@pytest.mark.parametrize("line", [
+    "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'",
+    "ERROR: Failed to expand region (0, 0) |_> (25, 31) of 5464 ICESTORM_LCs",
+])
+def test_placement_error_is_a_result_not_a_crash(line):
+    log = "Info: Placed 13 cells based on constraints.\n" + line + "\n0 warnings, 1 error\n"
+    assert B._placement_error(log) == line[len("ERROR: "):]
+    assert B._placement_error("ERROR: Timing failure\n") is None
