@@ -59,11 +59,12 @@ class GradTerm(wiring.Component):
     nterm : Out(signed(TERM_W + 1))
         ``-term``.
 
-    Latency ``LATENCY`` = 2: the shift, then the negation (a floor then a negation: the two do
-    not commute, so -T is not shifted directly).
+    Latency ``LATENCY`` = 3: the shift by the upper three bits of p (a multiple of 8), by
+    the lower three, then the negation (a floor then a negation: the two do not commute, so -T
+    is not shifted directly). Two floors by 8a and b are one floor by 8a + b.
     """
 
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self):
         super().__init__({
@@ -73,8 +74,12 @@ class GradTerm(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        coarse = Signal(signed(TERM_W))
+        p_lo = Signal(3)
         shifted = Signal(signed(TERM_W))
-        m.d.sync += shifted.eq((self.t << (G - 1)) >> self.p)
+        m.d.sync += [coarse.eq((self.t << (G - 1)) >> Cat(Const(0, 3), self.p[3:])),
+                     p_lo.eq(self.p[:3]),
+                     shifted.eq(coarse >> p_lo)]
         m.d.sync += [self.term.eq(shifted), self.nterm.eq(-shifted)]
         return m
 
@@ -99,6 +104,13 @@ class ChunkUpdate(wiring.Component):
         Lanes.
     B_MAX : int
         Largest number of grad groups per chunk (sizes U).
+    early_load : bool
+        Load the chunk in stage A instead of B (``load`` and ``x_load`` come a cycle earlier,
+        with the first ``acc``): ``x`` then holds the chunk by the write-back of a one-plane
+        chunk, so the subtraction reads ``x`` alone, without the W*32 multiplexers on ``load``
+        that were the longest ECP5 path. The chunk's write-back (stage B) and the next
+        chunk's first plane (stage A) may be in the same cycle: the subtraction reads ``x``
+        before the edge that loads the next chunk.
 
     Ports
     -----
@@ -113,12 +125,14 @@ class ChunkUpdate(wiring.Component):
     shr : In(ArrayLayout(signed(32), W))
         Stage A: ``shrink(X)`` of the chunk (0 when l2_shift = 0), with its first grad plane.
     load : In(1)
-        Stage B: the chunk's first grad plane is there: ``x <= x_load`` at the clock edge.
+        Stage B (stage A with ``early_load``): the chunk's first grad plane is there:
+        ``x <= x_load`` at the clock edge.
     x_load : In(ArrayLayout(signed(32), W))
-        Stage B: the chunk as read from memory.
+        With ``load``: the chunk as read from memory.
     wb : In(1)
         Stage B, the cycle after the chunk's last ``acc``: register ``X - (U >> G)`` per lane,
-        X from ``x_load`` if ``load`` (the chunk has one grad plane) else from ``x``.
+        X from ``x_load`` if ``load`` (the chunk has one grad plane) else from ``x`` (with
+        ``early_load``: from ``x``).
     mask : In(W)
         Stage B: active lanes of the chunk in ``wb``'s cycle.
     x : Out(ArrayLayout(signed(32), W))
@@ -131,6 +145,9 @@ class ChunkUpdate(wiring.Component):
         Stage C: a write-back is there.
     ovf : Out(1)
         Stage C (comb): an active lane saturated.
+    lane_ovf : Out(W)
+        Stage C (comb): the active lanes that saturated (``ovf`` is their OR; a user that
+        registers these first keeps the W-input OR out of the saturation's cycle).
     x_next : Out(ArrayLayout(signed(32), W))
         ``x_new`` of the last write-back (registered at the end of its stage C).
 
@@ -138,14 +155,15 @@ class ChunkUpdate(wiring.Component):
     cycle.
     """
 
-    def __init__(self, W, B_MAX=15):
-        self.W, self.B_MAX = W, B_MAX
+    def __init__(self, W, B_MAX=15, early_load=False):
+        self.W, self.B_MAX, self.early_load = W, B_MAX, bool(early_load)
         row = data.ArrayLayout(signed(MW), W)
         super().__init__({
             "acc": In(1), "first": In(1), "bits": In(W),
             "term": In(signed(TERM_W)), "nterm": In(signed(TERM_W + 1)), "shr": In(row),
             "load": In(1), "x_load": In(row), "wb": In(1), "mask": In(W),
             "x": Out(row), "x_new": Out(row), "wen": Out(W), "wb_c": Out(1), "ovf": Out(1),
+            "lane_ovf": Out(W),
             "x_next": Out(row),
         })
 
@@ -163,7 +181,7 @@ class ChunkUpdate(wiring.Component):
             with m.If(self.acc):
                 m.d.sync += U[i].eq(Mux(self.first, start, U[i])
                                     + Mux(self.bits[i], self.term, self.nterm))
-            xw = Mux(self.load, self.x_load[i], self.x[i])
+            xw = self.x[i] if self.early_load else Mux(self.load, self.x_load[i], self.x[i])
             m.d.sync += diff[i].eq(xw - (U[i] >> G))
             with m.If(self.load):
                 m.d.sync += self.x[i].eq(self.x_load[i])
@@ -172,5 +190,6 @@ class ChunkUpdate(wiring.Component):
             ovfs.append(o & mask_c[i])
             with m.If(self.wb_c):
                 m.d.sync += self.x_next[i].eq(new)
-        m.d.comb += self.ovf.eq(self.wb_c & Cat(*ovfs).any())
+        m.d.comb += [self.lane_ovf.eq(Mux(self.wb_c, Cat(*ovfs), 0)),
+                     self.ovf.eq(self.lane_ovf.any())]
         return m

@@ -1,10 +1,12 @@
-"""ModelMemory: host port (pipelined reads at HOST_READ_LATENCY) and chunk port."""
+"""ModelMemory: host port (pipelined reads at HOST_READ_LATENCY) and chunk port; RegisteredRAM's
+ECP5 build (DP16KD instances with the output register)."""
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment, Instance
 from amaranth.sim import Simulator
 
-from zipml.hw.model_mem import ModelMemory
+from zipml.hw.model_mem import ModelMemory, RegisteredRAM
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -39,19 +41,28 @@ def test_model_memory_host_and_engine_ports():
             await ctx.tick()
         ctx.set(dut.host_we, 0)
         out["first"] = await host_read(ctx, W * C_MAX)
-        # engine side: read row 2, then write row 2 on some lanes
+        # engine side: rows 2, 0, 3 on consecutive cycles come out ENG_READ_LATENCY later
         ctx.set(dut.host_sel, 0)
-        ctx.set(dut.eng_raddr, 2)
-        ctx.set(dut.eng_ren, 1)
-        await ctx.tick()
-        ctx.set(dut.eng_ren, 0)
-        out["row"] = [ctx.get(dut.eng_rdata[i]) for i in range(W)]
+        order = [2, 0, 3]
+        out["rows"] = []
+        for c in range(len(order) + ModelMemory.ENG_READ_LATENCY):
+            if c < len(order):
+                ctx.set(dut.eng_raddr, order[c])
+            await ctx.tick()
+            if c + 1 >= ModelMemory.ENG_READ_LATENCY and len(out["rows"]) < len(order):
+                out["rows"].append([ctx.get(dut.eng_rdata[i]) for i in range(W)])
+        # then write row 2 on some lanes; a host write in the same cycle loses
+        ctx.set(dut.eng_we, 1)
         ctx.set(dut.eng_waddr, 2)
         ctx.set(dut.eng_wen, int(sum(int(b) << i for i, b in enumerate(lanes))))
         for i in range(W):
             ctx.set(dut.eng_wdata[i], int(row[i]))
+        ctx.set(dut.host_addr, 1)
+        ctx.set(dut.host_wdata, 12345)
+        ctx.set(dut.host_we, 1)
         await ctx.tick()
-        ctx.set(dut.eng_wen, 0)
+        ctx.set(dut.eng_we, 0)
+        ctx.set(dut.host_we, 0)
         out["second"] = await host_read(ctx, W * C_MAX)
 
     sim = Simulator(dut)
@@ -59,7 +70,37 @@ def test_model_memory_host_and_engine_ports():
     sim.add_testbench(bench)
     sim.run()
     np.testing.assert_array_equal(out["first"], words)
-    np.testing.assert_array_equal(out["row"], words[2 * W:3 * W])
+    for r, got in zip([2, 0, 3], out["rows"]):
+        np.testing.assert_array_equal(got, words[r * W:(r + 1) * W])
     want = words.copy()
     want[2 * W:3 * W] = np.where(lanes == 1, row, words[2 * W:3 * W])
     np.testing.assert_array_equal(out["second"], want)
+
+
+class _ECP5:
+    """Stands in for an ECP5 platform: `RegisteredRAM` only asks for ``family``."""
+    family = "ecp5"
+
+
+def _brams(dut):
+    frag = Fragment.get(dut, platform=_ECP5())
+    return [sub for sub, _name, _src in frag.subfragments if isinstance(sub, Instance)]
+
+
+@pytest.mark.parametrize("width,depth,gran,n_bram,cw", [
+    (32 * 32, 128, 32, 64, 18),         # the ULX3S model RAM: two x18 blocks per lane
+    (32, 16384, None, 32, 1),           # the ULX3S code buffer: one x1 block per bit
+    (20, 3000, None, 5, 4),
+])
+def test_registered_ram_ecp5_uses_dp16kd_output_register(width, depth, gran, n_bram, cw):
+    brams = _brams(RegisteredRAM(width, depth, gran))
+    assert len(brams) == n_bram
+    for b in brams:
+        assert b.type == "DP16KD"
+        assert b.parameters["REGMODE_B"] == "OUTREG"
+        assert b.parameters["DATA_WIDTH_A"] == b.parameters["DATA_WIDTH_B"] == cw
+
+
+def test_registered_ram_rejects_bad_granularity():
+    with pytest.raises(ValueError, match="granularity"):
+        RegisteredRAM(40, 16, granularity=32)
