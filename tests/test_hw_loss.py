@@ -11,8 +11,7 @@ from zipml.reference import golden
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-@pytest.mark.parametrize("split", [False, True])
-def test_squared_loss_matches_golden(split):
+def test_squared_loss_matches_golden():
     AW = acc_width(4096)
     rng = np.random.default_rng(2)
     n = 100
@@ -22,12 +21,11 @@ def test_squared_loss_matches_golden(split):
     valid = rng.random(n) < 0.8
     E, ovf = golden.loss_squared(A, L)
     assert ovf.any() and not ovf.all()
-    dut = SquaredLoss(AW, split=split)
-    lat = dut.SPLIT_LATENCY if split else dut.LATENCY
+    dut = SquaredLoss(AW)
     got = []
 
     async def bench(ctx):
-        for c in range(n + lat):
+        for c in range(n + dut.LATENCY):
             if c < n:
                 ctx.set(dut.i_valid, int(valid[c]))
                 ctx.set(dut.a, int(A[c]))
@@ -35,7 +33,7 @@ def test_squared_loss_matches_golden(split):
             else:
                 ctx.set(dut.i_valid, 0)
             await ctx.tick()
-            if c + 1 >= lat:
+            if c + 1 >= dut.LATENCY:
                 got.append((ctx.get(dut.o_valid), ctx.get(dut.e), ctx.get(dut.ovf)))
 
     sim = Simulator(dut)
