@@ -11,6 +11,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import protocol as P
+from .onehot import OneHotFSM
 
 __all__ = ["FrameInfo", "SendByte", "crc16_byte", "FrameReceiver", "FrameSender"]
 
@@ -107,6 +108,7 @@ class FrameReceiver(wiring.Component):
         m.d.comb += [rp.addr.eq(self.rd_addr), self.rd_data.eq(rp.data)]
 
         count = Signal(range(depth + P.HEADER_BYTES + 2))   # body bytes so far, saturating
+        some = Signal()             # count != 0
         crc = Signal(16, init=0xFFFF)
         esc = Signal()
         too_long = Signal()
@@ -148,16 +150,17 @@ class FrameReceiver(wiring.Component):
         m.d.comb += byte.eq(Mux(esc, in_byte ^ P.ESC_XOR, in_byte))
         with m.If(in_valid):
             with m.If(in_flag):
-                with m.If(count != 0):
+                with m.If(some):
                     m.d.sync += [
                         pending.eq(1),
                         ok.eq(~esc & ~too_long & (crc == 0) & length_fits & (count == expect)),
                     ]
-                m.d.sync += [count.eq(0), crc.eq(0xFFFF), esc.eq(0), too_long.eq(0)]
+                m.d.sync += [count.eq(0), some.eq(0), crc.eq(0xFFFF), esc.eq(0),
+                             too_long.eq(0)]
             with m.Elif(in_esc & ~esc):
                 m.d.sync += esc.eq(1)
             with m.Else():
-                m.d.sync += [esc.eq(0), crc.eq(crc16_byte(crc, byte))]
+                m.d.sync += [esc.eq(0), some.eq(1), crc.eq(crc16_byte(crc, byte))]
                 with m.If(count < depth + P.HEADER_BYTES + 1):  # saturate; too_long is set by then
                     m.d.sync += count.eq(count + 1)
                 with m.Switch(count):
@@ -185,7 +188,8 @@ class FrameSender(wiring.Component):
     -----
     i_stream : In(stream.Signature(SendByte))
         Body bytes (seq, cmd, len lo, len hi, payload); ``last`` marks the final one. A byte is
-        taken when its last wire byte (itself, or ``byte ^ ESC_XOR`` after ESC) goes out.
+        taken when its last wire byte (itself, or ``byte ^ ESC_XOR`` after ESC) goes out, at
+        the earliest the clock after it is offered.
     o_stream : Out(stream.Signature(8))
         Wire bytes to the UART, from a register.
 
@@ -218,56 +222,47 @@ class FrameSender(wiring.Component):
         def is_special(byte):
             return (byte == P.FLAG) | (byte == P.ESC)
 
-        esc_sent = Signal()         # ESC is out; byte ^ ESC_XOR follows
-        crc_byte = Signal(8)        # a CRC byte, held with its class while it is sent
-        crc_special = Signal()
+        # The byte due (a body byte or a CRC byte, by state) is classified the clock after it
+        # appears, and sent from then on: every decision below starts at a flip-flop.
+        src = Signal(8)
+        have = Signal()             # src is a byte to send
+        known = Signal()            # `special` is src's class
+        special = Signal()
+        esc_sent = Signal()         # ESC is out; src ^ ESC_XOR follows
+        sent = Signal()             # src's last wire byte is emitted this clock
+        with m.If(have & ~known):
+            m.d.sync += [known.eq(1), special.eq(is_special(src))]
+        with m.If(have & known & ~o_valid):
+            with m.If(special & ~esc_sent):
+                emit(P.ESC)
+                m.d.sync += esc_sent.eq(1)
+            with m.Else():
+                emit(Mux(esc_sent, src ^ P.ESC_XOR, src))
+                m.d.sync += [esc_sent.eq(0), known.eq(0)]
+                m.d.comb += sent.eq(1)
 
-        def stuffed(byte, special, on_sent):
-            """Emit ``byte``, stuffed; ``on_sent()`` runs in the clock its last wire byte is
-            emitted."""
+        fsm = OneHotFSM(m, ["IDLE", "BODY", "CRC_HI", "CRC_LO", "END"], "send")
+        with fsm.state("IDLE"):
+            with m.If(i.valid & ~o_valid):
+                emit(P.FLAG)
+                m.d.sync += crc.eq(0xFFFF)
+                fsm.next("BODY")
+        with fsm.state("BODY"):
+            m.d.comb += [src.eq(i.payload.data), have.eq(i.valid), i.ready.eq(sent)]
+            with m.If(sent):
+                m.d.sync += crc.eq(crc16_byte(crc, i.payload.data))
+                with m.If(i.payload.last):
+                    fsm.next("CRC_HI")
+        with fsm.state("CRC_HI"):
+            m.d.comb += [src.eq(crc[8:]), have.eq(1)]
+            with m.If(sent):
+                fsm.next("CRC_LO")
+        with fsm.state("CRC_LO"):
+            m.d.comb += [src.eq(crc[:8]), have.eq(1)]
+            with m.If(sent):
+                fsm.next("END")
+        with fsm.state("END"):
             with m.If(~o_valid):
-                with m.If(special & ~esc_sent):
-                    emit(P.ESC)
-                    m.d.sync += esc_sent.eq(1)
-                with m.Else():
-                    emit(Mux(esc_sent, byte ^ P.ESC_XOR, byte))
-                    m.d.sync += esc_sent.eq(0)
-                    on_sent()
-
-        def hold_crc(byte, next_state):
-            m.d.sync += [crc_byte.eq(byte), crc_special.eq(is_special(byte))]
-            m.next = next_state
-
-        def body_sent():
-            m.d.comb += i.ready.eq(1)
-            m.d.sync += crc.eq(crc16_byte(crc, i.payload.data))
-            with m.If(i.payload.last):
-                m.next = "CRC_HI"
-
-        def goto(state):
-            def f():
-                m.next = state
-            return f
-
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(i.valid & ~o_valid):
-                    emit(P.FLAG)
-                    m.d.sync += crc.eq(0xFFFF)
-                    m.next = "BODY"
-            with m.State("BODY"):
-                with m.If(i.valid):
-                    stuffed(i.payload.data, is_special(i.payload.data), body_sent)
-            with m.State("CRC_HI"):
-                hold_crc(crc[8:], "SEND_CRC_HI")
-            with m.State("SEND_CRC_HI"):
-                stuffed(crc_byte, crc_special, goto("CRC_LO"))
-            with m.State("CRC_LO"):
-                hold_crc(crc[:8], "SEND_CRC_LO")
-            with m.State("SEND_CRC_LO"):
-                stuffed(crc_byte, crc_special, goto("END"))
-            with m.State("END"):
-                with m.If(~o_valid):
-                    emit(P.FLAG)
-                    m.next = "IDLE"
+                emit(P.FLAG)
+                fsm.next("IDLE")
         return m

@@ -10,13 +10,14 @@ command semantics and the replay contract.
 import functools
 import operator
 
-from amaranth.hdl import Module, Signal, Const, Mux, Cat
+from amaranth.hdl import Module, Signal, Const, Mux, Cat, Array, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import protocol as P
 from .frame import FrameReceiver, FrameSender
+from .onehot import OneHotFSM
 from .uart import UartRx, UartTx
 
 __all__ = ["System", "SampleStore", "divisor_for", "engine_class", "LED_COUNT"]
@@ -229,13 +230,25 @@ class System(wiring.Component):
         replay_more = Signal()      # replay_left != 0
         last_epoch = Signal()       # replay_left == 1
         at_last = Signal()          # rptr is the epoch's last word: rptr + 1 == store_len
+        # store_len - 2 - rptr while rptr is not the last word: the sign of its decrement says
+        # that the next word is (a carry chain, not a compare of rptr with store_len).
+        rest = Signal(signed(sbits + 1))
         replay_done = map_register("replay_done")
         replay_cycles = map_register("replay_cycles")
         replay_timing = Signal()    # REPLAY started, store or engine not yet done
         rptr = Signal(range(self.STORE_DEPTH))
-        out_valid = Signal()        # store.rdata holds a word for the engine
+        # A store word lands, the clock after its read, in one of two registers with nothing
+        # between the store's output and them; it goes on to the engine through the skid
+        # buffer. A read is issued only when the words already on their way (in flight,
+        # landed, in the skid buffer) leave a place for it, a count of flip-flops: four places
+        # keep one word a clock flowing.
+        in_flight = Signal()        # a store read was issued last clock
+        landed = Array(Signal(W, name=f"landed_{i}") for i in range(2))
+        n_landed = Signal(range(3))
+        land_wp = Signal()
+        land_rp = Signal()
         replay_busy = Signal()
-        m.d.comb += replay_busy.eq(replay_more | out_valid)
+        m.d.comb += replay_busy.eq(replay_more | in_flight | (n_landed != 0))
         replay_start = Signal()     # registered pulse from DECODE
         m.d.sync += replay_start.eq(0)
 
@@ -295,7 +308,6 @@ class System(wiring.Component):
         is_cmd = {c: Signal(name=f"is_{c.name.lower()}") for c in C if c is not C.NAK}
         resp_status = Signal(8)
         resp_len = Signal(range(self.max_payload + 1))   # response payload bytes (status + data)
-        data_len = Signal.like(resp_len)    # resp_len of a READ_REG/READ_MODEL answered OK
         has_data = Signal()         # the response has data after its status byte
         last_seq = Signal(9, init=0x100)   # bit 8 set: no effect command executed yet
 
@@ -310,9 +322,11 @@ class System(wiring.Component):
         m.d.sync += [at_end.eq(idx == length), at_five.eq(idx == 5)]
         m.d.comb += frx.rd_addr.eq(idx)
 
-        arg = Signal(40)            # first five payload bytes, little endian
-        acc = Signal(max(W, 32))    # word being assembled
-        nb = Signal(range(max(wbytes, 4)))
+        # The first five payload bytes (little endian) while a command is judged; then the word
+        # being assembled (STREAM, STORE, WRITE_MODEL), in the same flip-flops.
+        arg = Signal(max(40, W))
+        acc = arg[:max(W, 32)]
+        nb = Signal(range(max(wbytes, 5)))  # byte lane of arg: argument byte, then word byte
         rdata32 = Signal(32)
         k = Signal(3)               # header byte being sent, then byte within rdata32
         max_count = (self.max_payload - 1) // 4     # model words in one response
@@ -345,8 +359,10 @@ class System(wiring.Component):
         # The engine's input: replay words or STREAM words from the command unit, never both
         # (STREAM is refused while a replay runs).
         push_valid = Signal()       # registered: acc holds a STREAM word for the engine
-        m.d.comb += [feed_valid.eq(out_valid | push_valid),
-                     feed_data.eq(Mux(out_valid, store.rdata, acc[:W]))]
+        head_valid = Signal()
+        m.d.comb += [head_valid.eq(n_landed != 0),
+                     feed_valid.eq(head_valid | push_valid),
+                     feed_data.eq(Mux(head_valid, landed[land_rp], acc[:W]))]
         # The model port is the engine's only while it is idle (READ_MODEL/WRITE_MODEL check).
         m.d.comb += [eng.model_addr.eq(maddr), eng.model_wdata.eq(acc[:32])]
 
@@ -354,14 +370,25 @@ class System(wiring.Component):
         # is a registered request, the clock after the word is complete (acc holds still then).
         store_wr = Signal()
         m.d.sync += store_wr.eq(0)
-        replay_adv = Signal()
-        m.d.comb += replay_adv.eq(~out_valid | feed_ready)
+        issue = Signal()            # read the store at rptr (registered conditions only)
+        m.d.comb += issue.eq(replay_more & ~stop_strobe & ~store_wr
+                             & (in_flight + n_landed + main_valid + spare_valid < 4))
+        take = Signal()             # the skid buffer takes the landed head
+        m.d.comb += take.eq(head_valid & feed_ready)
+        m.d.sync += in_flight.eq(issue)
+        with m.If(in_flight):
+            m.d.sync += [landed[land_wp].eq(store.rdata), land_wp.eq(~land_wp)]
+        with m.If(take):
+            m.d.sync += land_rp.eq(~land_rp)
+        m.d.sync += n_landed.eq(n_landed + in_flight - take)
+        with m.If(stop_strobe):     # the words on their way are dropped with the replay
+            m.d.sync += [n_landed.eq(0), land_rp.eq(land_wp ^ in_flight)]
         with m.If(store_wr):
             m.d.comb += [store.addr.eq(store_wptr), store.wdata.eq(acc[:W]), store.we.eq(1)]
             # CHECK refused a STORE past STORE_DEPTH: the low bits never carry out.
             m.d.sync += store_wptr[:sbits].eq(store_wptr[:sbits] + 1)
         with m.Else():
-            m.d.comb += [store.addr.eq(rptr), store.re.eq(replay_adv & replay_more)]
+            m.d.comb += [store.addr.eq(rptr), store.re.eq(issue)]
 
         # The board's own time for a replay, free of the host's polling latency.
         with m.If(replay_start):
@@ -371,73 +398,89 @@ class System(wiring.Component):
             with m.If(~replay_busy & idle):
                 m.d.sync += replay_timing.eq(0)
 
-        # store_len is at most STORE_DEPTH when a replay starts (and not written while one
-        # runs): its low sbits bits are the whole of it. rptr == store_len - 2 is the compare
-        # that says the next word is the epoch's last.
-        before_last = Signal(sbits)
-        m.d.sync += before_last.eq(store_len[:sbits] - 2)
+        # store_len is at most STORE_DEPTH when a replay starts (and is not written while one
+        # runs): its low sbits bits are the whole of it.
+        len_one = Signal()
+        m.d.sync += len_one.eq(store_len == 1)
+        rest_next = Signal(signed(sbits + 2))
+        m.d.comb += rest_next.eq(rest - 1)
+        epoch_start = [rptr.eq(0), at_last.eq(len_one), rest.eq(store_len[:sbits] - 2)]
         replay_epochs = arg[0:16]   # REPLAY's payload, held until the next command
         with m.If(replay_start):
             m.d.sync += [replay_left.eq(replay_epochs), replay_more.eq(replay_epochs != 0),
-                         last_epoch.eq(replay_epochs == 1), replay_done.eq(0), rptr.eq(0),
-                         at_last.eq(store_len == 1)]
+                         last_epoch.eq(replay_epochs == 1), replay_done.eq(0), *epoch_start]
         with m.Elif(stop_strobe):
-            m.d.sync += [replay_left.eq(0), replay_more.eq(0), out_valid.eq(0)]
-        with m.Elif(replay_adv):
-            m.d.sync += out_valid.eq(replay_more)
-            with m.If(replay_more):
-                with m.If(at_last):
-                    m.d.sync += [rptr.eq(0), at_last.eq(store_len == 1),
-                                 replay_left.eq(replay_left - 1), replay_more.eq(~last_epoch),
-                                 last_epoch.eq(replay_left == 2),
-                                 replay_done.eq(replay_done + 1)]
-                with m.Else():
-                    m.d.sync += [rptr.eq(rptr + 1), at_last.eq(rptr == before_last)]
+            m.d.sync += [replay_left.eq(0), replay_more.eq(0)]
+        with m.Elif(issue):
+            with m.If(at_last):
+                m.d.sync += [replay_left.eq(replay_left - 1), replay_more.eq(~last_epoch),
+                             last_epoch.eq(replay_left == 2),
+                             replay_done.eq(replay_done + 1), *epoch_start]
+            with m.Else():
+                m.d.sync += [rptr.eq(rptr + 1), rest.eq(rest_next), at_last.eq(rest_next[-1])]
 
-        # ------------------------------------------------ checks, registered before DECODE
-        # A command goes IDLE -> ARGS -> CHECK -> BOUND -> JUDGE -> DECODE: CHECK and BOUND
-        # register every judgement of it (length, address, bounds, busy, repeat), JUDGE turns
-        # them into the status, DECODE acts on it. Each step is a few gates deep; the UART
+        # ------------------------------------------------ command evaluation
+        # A command's payload arguments are read (ARGS), then it is evaluated in four steps, one
+        # clock each (`step`, one-hot, while the FSM is in EVAL): CHECK and BOUND register every
+        # judgement of it (length, address, bounds, busy, repeat), JUDGE turns them into the
+        # status and prepares the answer, DECODE acts. Each step is a few gates deep; the UART
         # leaves time for many more clocks than that.
+        step = Signal(4)
+        CHECK, BOUND, JUDGE, DECODE = (step[i] for i in range(4))
+        m.d.sync += step.eq(step << 1)
+
+        # CHECK: facts about the command, each a compare of registers.
         chk_dup = Signal()          # an effect command repeating the last seq
         chk_cmd = Signal()          # unknown command
-        chk_len = Signal()          # payload length (or model count) wrong for the command
-        chk_addr = Signal()         # register address unknown (READ_REG) or not writable
         chk_busy = Signal()         # the engine or the replay is not in the state it needs
         busy_first = Signal()       # BUSY before BAD_ADDR (STREAM, STORE, REPLAY)
-        store_over = Signal()       # STORE past the store's end
-        model_over = Signal()       # model range past D_MAX
-        fail = Signal()             # JUDGE found a fault; resp_status says which
+        len_is = {n: Signal(name=f"len_is_{n}") for n in (0, 1, 2, 4, 5)}
+        len_words = Signal()        # whole W-bit words
+        len_model = Signal()        # 4k + 2 bytes, k >= 1 (WRITE_MODEL)
+        count_bad = Signal()        # READ_MODEL count 0 or above max_count
+        readable = Signal()
+        writable = Signal()
+        # BOUND: the command's length and address verdicts.
+        bad_len = Signal()
+        bad_addr = Signal()
+        # JUDGE: the status.
+        fail = Signal()
 
         def any_cmd(*cmds):
             return Cat(*(is_cmd[c] for c in cmds)).any()
 
         def one_hot(pairs):
-            """OR of (flag & value): a select by one-hot command flags, no priority chain."""
+            """OR of (flag & value): a select by one-hot flags, no priority chain."""
             return functools.reduce(operator.or_, (Mux(f, v, 0) for f, v in pairs))
 
         is_effect = any_cmd(*sorted(P.EFFECT_COMMANDS))
+        is_store = is_cmd[C.STORE]
         is_model = any_cmd(C.READ_MODEL, C.WRITE_MODEL)
         need_free = any_cmd(C.STREAM, C.STORE, C.REPLAY, C.READ_MODEL, C.WRITE_MODEL)
         need_enable = any_cmd(C.STREAM, C.REPLAY)
 
-        readable = Signal()
-        writable = Signal()
+        addr_known = Signal()
+        addr_rw = Signal()
         with m.Switch(reg_addr):
             for r in P.REGISTERS:
                 with m.Case(r.addr):
-                    m.d.comb += [readable.eq(1), writable.eq(r.access is P.Access.RW)]
+                    m.d.comb += [addr_known.eq(1), addr_rw.eq(r.access is P.Access.RW)]
         # One flip-flop per register: its address is the command's. Every use of the address
         # after CHECK (the read, the write, the counter latch) is a flip-flop, not a decoder.
         sel = {r.addr: Signal(name=f"sel_{r.name}") for r in P.REGISTERS}
         whole_words = (length[:log2_wbytes] == 0) if log2_wbytes else Const(1, 1)
-        # Bounds at the width of the memory (any higher address bit is out of range anyway),
-        # summed in CHECK and compared in BOUND. A READ_MODEL count above max_count is BAD_LEN
-        # before the bound matters, and WRITE_MODEL's (length - 2) / 4 is length[2:].
+        # The range of a STORE or a model access, at the width of its memory (any higher
+        # address bit is out of range anyway): summed in CHECK, compared in BOUND. A
+        # READ_MODEL count above max_count is BAD_LEN before the bound matters, and
+        # WRITE_MODEL's (length - 2) / 4 is length[2:].
         dbits = self.D_MAX.bit_length()
-        store_hi, model_hi, store_len_bad = Signal(), Signal(), Signal()
+        store_hi = Signal()         # an address bit above the store's is set
+        model_hi = Signal()         # an address bit above the model's is set
         store_end = Signal(sbits + 1)
         model_end = Signal(dbits + 1)
+        store_over = Signal()
+        model_over = Signal()
+        store_len_bad = Signal()
         model_words = Mux(is_cmd[C.READ_MODEL], model_count[:cbits], length[2:])
 
         # Register reads: BOUND takes the addressed register of each half of the map (by
@@ -447,74 +490,159 @@ class System(wiring.Component):
             halves.setdefault(r.addr >> 5 & 1, []).append(r)
         half_value = {h: Signal(32, name=f"rd_half_{h}") for h in halves}
 
+        with m.If(CHECK):
+            m.d.sync += [
+                chk_dup.eq(is_effect & ~last_seq[8] & (last_seq[:8] == info.seq)),
+                chk_cmd.eq(~Cat(*is_cmd.values()).any()),
+                *(flag.eq(length == n) for n, flag in len_is.items()),
+                len_words.eq(whole_words),
+                len_model.eq((length >= 6) & (length[:2] == 2)),
+                count_bad.eq((model_count == 0) | (model_count > max_count)),
+                readable.eq(addr_known), writable.eq(addr_rw),
+                busy_first.eq(need_enable | is_store),
+                chk_busy.eq((need_free & replay_busy_q) | (need_enable & ~enable)
+                            | (is_model & ~idle_q)),
+                store_hi.eq(store_wptr[sbits:] != 0),
+                store_end.eq(store_wptr[:sbits] + (length >> log2_wbytes)),
+                model_hi.eq(model_base[dbits:] != 0),
+                model_end.eq(model_base[:dbits] + model_words),
+                store_len_bad.eq((store_len == 0) | (store_len > self.STORE_DEPTH)),
+            ]
+            m.d.sync += [sel[a].eq(reg_addr == a) for a in sel]
+
+        with m.If(BOUND):
+            m.d.sync += [
+                bad_len.eq(one_hot([
+                    (is_cmd[C.READ_REG], ~len_is[1]),
+                    (is_cmd[C.WRITE_REG], ~len_is[5]),
+                    (is_cmd[C.STREAM] | is_store, len_is[0] | ~len_words),
+                    (is_cmd[C.REPLAY], ~len_is[2]),
+                    (is_cmd[C.READ_MODEL], ~len_is[4] | count_bad),
+                    (is_cmd[C.WRITE_MODEL], ~len_model),
+                ])),
+                bad_addr.eq(one_hot([(is_cmd[C.READ_REG], ~readable),
+                                     (is_cmd[C.WRITE_REG], ~writable),
+                                     (is_cmd[C.REPLAY], store_len_bad)])),
+                store_over.eq(is_store & (store_hi | (store_end > self.STORE_DEPTH))),
+                model_over.eq(is_model & (model_hi | (model_end > self.D_MAX))),
+            ]
+            for h, members in halves.items():
+                m.d.sync += half_value[h].eq(one_hot((sel[r.addr], read_value(r))
+                                                     for r in members))
+            # The counter's high word is latched in the clock its low word is taken.
+            with m.If(is_cmd[C.READ_REG] & len_is[1]):
+                for name, hi in counter_hi.items():
+                    with m.If(sel[P.COUNTERS[name][0].addr]):
+                        m.d.sync += hi.eq(getattr(eng, name)[32:32 + len(hi)])
+
+        with m.If(JUDGE):
+            # The order of the checks is the status a command with several faults gets.
+            any_bad_addr = bad_addr | store_over | model_over
+            failing = chk_dup | chk_cmd | bad_len | chk_busy | any_bad_addr
+            m.d.sync += fail.eq(failing)
+            with m.If(chk_dup):
+                m.d.sync += resp_status.eq(S.DUPLICATE)
+            with m.Elif(chk_cmd):
+                m.d.sync += resp_status.eq(S.BAD_CMD)
+            with m.Elif(bad_len):
+                m.d.sync += resp_status.eq(S.BAD_LEN)
+            with m.Elif(busy_first & chk_busy):
+                m.d.sync += resp_status.eq(S.BUSY)
+            with m.Elif(any_bad_addr):
+                m.d.sync += resp_status.eq(S.BAD_ADDR)
+            with m.Elif(chk_busy):
+                m.d.sync += resp_status.eq(S.BUSY)
+            with m.Else():
+                m.d.sync += resp_status.eq(S.OK)
+            # The answer (data only for a read that passes), and what the command does if it
+            # passes, set up whether it passes or not: only the states DECODE goes to use them.
+            read_model = is_cmd[C.READ_MODEL]
+            with_data = ~failing & (is_cmd[C.READ_REG] | read_model)
+            m.d.sync += [
+                has_data.eq(with_data),
+                resp_len.eq(Mux(with_data,
+                                Mux(read_model, model_count[:cbits] << 2, 4) + 1, 1)),
+                rdata32.eq(functools.reduce(operator.or_, half_value.values())),
+                maddr.eq(model_base),
+                words_left.eq(Mux(read_model, model_count[:cbits], 1)),
+                last_word.eq(Mux(read_model, model_count[:cbits] == 1, 1)),
+                idx.eq(Mux(is_cmd[C.WRITE_MODEL], 2, 0)), phase.eq(PH_C), nb.eq(0),
+            ]
+
         # ---------------------------------------------------------------- responder
         # Sends the response frame's body (header, status, data) to the frame sender while the
-        # command unit waits; the command unit sets resp_len, has_data and resp_busy.
-        resp_busy = Signal()
-        with m.FSM(name="resp"):
-            with m.State("IDLE"):
-                with m.If(resp_busy):
+        # command FSM waits in ANSWER (resp_status, resp_len and has_data set beforehand), and
+        # says so with resp_done.
+        answering = Signal()        # the command FSM is in ANSWER
+        resp_done = Signal()
+        resp = OneHotFSM(m, ["IDLE", "HEADER", "MODEL_READ", "DATA"], "resp")
+        # The byte to send is worked out a clock ahead into `next_byte`; `next_ok` says it is
+        # for the present k, state and data (any of them changing clears it for a clock).
+        hdr = Signal(8)
+        with m.Switch(k):
+            with m.Case(0):
+                m.d.comb += hdr.eq(info.seq)
+            with m.Case(1):
+                m.d.comb += hdr.eq(Mux(info.ok, info.cmd | P.ACK, C.NAK | P.ACK))
+            with m.Case(2):
+                m.d.comb += hdr.eq(resp_len[:8])
+            with m.Case(3):
+                m.d.comb += hdr.eq(resp_len[8:])
+            with m.Default():
+                m.d.comb += hdr.eq(resp_status)
+        next_byte = Signal(8)
+        next_ok = Signal()
+        m.d.sync += [next_byte.eq(Mux(resp["DATA"], rdata32.word_select(k[:2], 8), hdr)),
+                     next_ok.eq(resp["HEADER"] | resp["DATA"])]
+        can_send = ~tx_valid & next_ok
+
+        def resp_send(last):
+            send(next_byte, last)
+            m.d.sync += [k.eq(k + 1), next_ok.eq(0)]
+
+        def resp_goto(state):
+            m.d.sync += next_ok.eq(0)
+            resp.next(state)
+
+        with resp.state("IDLE"):
+            with m.If(answering & ~resp_done):
+                m.d.sync += k.eq(0)
+                resp_goto("HEADER")
+        with resp.state("HEADER"):
+            with m.If(can_send):
+                resp_send((k == 4) & ~has_data)
+                with m.If(k == 4):
                     m.d.sync += k.eq(0)
-                    m.next = "HEADER"
-            with m.State("HEADER"):
-                hdr = Signal(8)
-                with m.Switch(k):
-                    with m.Case(0):
-                        m.d.comb += hdr.eq(info.seq)
-                    with m.Case(1):
-                        m.d.comb += hdr.eq(Mux(info.ok, info.cmd | P.ACK, C.NAK | P.ACK))
-                    with m.Case(2):
-                        m.d.comb += hdr.eq(resp_len[:8])
-                    with m.Case(3):
-                        m.d.comb += hdr.eq(resp_len[8:])
-                    with m.Default():
-                        m.d.comb += hdr.eq(resp_status)
-                with m.If(~tx_valid):
-                    send(hdr, (k == 4) & ~has_data)
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k == 4):
-                        m.d.sync += k.eq(0)
-                        with m.If(~has_data):
-                            m.d.sync += resp_busy.eq(0)
-                            m.next = "IDLE"
-                        with m.Elif(is_cmd[C.READ_MODEL]):
-                            m.d.sync += mwait.eq(eng.MODEL_READ_LATENCY)
-                            m.next = "MODEL_READ"
-                        with m.Else():
-                            m.next = "DATA"
-            with m.State("MODEL_READ"):
-                with m.If(mwait != 0):
-                    m.d.sync += mwait.eq(mwait - 1)
-                with m.Else():
-                    m.d.sync += [rdata32.eq(eng.model_rdata), maddr.eq(maddr + 1)]
-                    m.next = "DATA"
-            with m.State("DATA"):
-                with m.If(~tx_valid):
-                    send(rdata32.word_select(k[:2], 8), (k[:2] == 3) & last_word)
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k[:2] == 3):
-                        m.d.sync += [k.eq(0), words_left.eq(words_left - 1),
-                                     last_word.eq(words_left == 2)]
-                        with m.If(last_word):
-                            m.d.sync += resp_busy.eq(0)
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.d.sync += mwait.eq(eng.MODEL_READ_LATENCY)
-                            m.next = "MODEL_READ"
+                    with m.If(~has_data):
+                        m.d.sync += resp_done.eq(1)
+                        resp_goto("IDLE")
+                    with m.Elif(is_cmd[C.READ_MODEL]):
+                        m.d.sync += mwait.eq(eng.MODEL_READ_LATENCY)
+                        resp_goto("MODEL_READ")
+                    with m.Else():
+                        resp_goto("DATA")
+        with resp.state("MODEL_READ"):
+            with m.If(mwait != 0):
+                m.d.sync += mwait.eq(mwait - 1)
+            with m.Else():
+                m.d.sync += [rdata32.eq(eng.model_rdata), maddr.eq(maddr + 1)]
+                resp_goto("DATA")
+        with resp.state("DATA"):
+            with m.If(can_send):
+                resp_send((k[:2] == 3) & last_word)
+                with m.If(k[:2] == 3):
+                    m.d.sync += [k.eq(0), words_left.eq(words_left - 1),
+                                 last_word.eq(words_left == 2)]
+                    with m.If(last_word):
+                        m.d.sync += resp_done.eq(1)
+                        resp_goto("IDLE")
+                    with m.Else():
+                        m.d.sync += mwait.eq(eng.MODEL_READ_LATENCY)
+                        resp_goto("MODEL_READ")
 
         def respond():
-            """Answer with resp_status (set by JUDGE) and no data."""
-            m.d.sync += [resp_len.eq(1), has_data.eq(0), resp_busy.eq(1)]
-            m.next = "ANSWER"
-
-        def respond_with_data():
-            """Answer OK with the data JUDGE prepared (rdata32 or model words)."""
-            m.d.sync += [resp_len.eq(data_len), has_data.eq(1), resp_busy.eq(1)]
-            m.next = "ANSWER"
-
-        def respond_ok_effect():
-            m.d.sync += last_seq.eq(info.seq)
-            respond()
+            """Send the answer JUDGE (or IDLE, for a bad frame) prepared."""
+            cmd.next("ANSWER")
 
         def read_payload(on_byte, on_end):
             """One step of reading payload byte idx (PH_A, PH_B, PH_C above)."""
@@ -531,172 +659,107 @@ class System(wiring.Component):
                     m.d.sync += phase.eq(PH_A)
 
         # ---------------------------------------------------------------- command FSM
-        with m.FSM(name="cmd"):
-            with m.State("IDLE"):
-                with m.If(frx.o_frame.valid):
-                    m.d.sync += [is_cmd[c].eq(info.cmd == c) for c in is_cmd]
-                    m.d.sync += [idx.eq(0), phase.eq(PH_C), arg.eq(0)]
-                    with m.If(info.ok):
-                        m.d.sync += link["rx_ok"].eq(link["rx_ok"] + 1)
-                        m.next = "ARGS"
-                    with m.Else():
-                        m.d.sync += [link["rx_bad"].eq(link["rx_bad"] + 1), bad_seen.eq(1),
-                                     resp_status.eq(S.BAD_FRAME), resp_len.eq(1),
-                                     has_data.eq(0), resp_busy.eq(1)]
-                        m.next = "ANSWER"
-
-            with m.State("ARGS"):
-                # Up to five payload bytes into `arg`.
-                def arg_byte(byte):
-                    m.d.sync += arg.word_select(idx[:3], 8).eq(byte)
-
-                def args_done():
-                    m.next = "CHECK"
-                with m.If(at_five & (phase == PH_A)):
-                    args_done()
+        cmd = OneHotFSM(m, ["IDLE", "ARGS", "EVAL", "WRITE_REG", "WRITE_CTRL", "WORD_BYTES",
+                            "WORD_DONE", "ANSWER"], "cmd")
+        with cmd.state("IDLE"):
+            with m.If(frx.o_frame.valid):
+                m.d.sync += [is_cmd[c].eq(info.cmd == c) for c in is_cmd]
+                m.d.sync += [idx.eq(0), phase.eq(PH_C), nb.eq(0)]
+                with m.If(info.ok):
+                    m.d.sync += link["rx_ok"].eq(link["rx_ok"] + 1)
+                    cmd.next("ARGS")
                 with m.Else():
-                    read_payload(arg_byte, args_done)
+                    m.d.sync += [link["rx_bad"].eq(link["rx_bad"] + 1), bad_seen.eq(1),
+                                 resp_status.eq(S.BAD_FRAME), resp_len.eq(1),
+                                 has_data.eq(0)]
+                    cmd.next("ANSWER")
 
-            with m.State("CHECK"):
-                m.d.sync += [
-                    chk_dup.eq(is_effect & ~last_seq[8] & (last_seq[:8] == info.seq)),
-                    chk_cmd.eq(~Cat(*is_cmd.values()).any()),
-                    chk_len.eq(one_hot([
-                        (is_cmd[C.READ_REG], length != 1),
-                        (is_cmd[C.WRITE_REG], length != 5),
-                        (is_cmd[C.STREAM] | is_cmd[C.STORE], (length == 0) | ~whole_words),
-                        (is_cmd[C.REPLAY], length != 2),
-                        (is_cmd[C.READ_MODEL], (length != 4) | (model_count == 0)
-                                               | (model_count > max_count)),
-                        (is_cmd[C.WRITE_MODEL], (length < 6) | (length[:2] != 2)),
-                    ])),
-                    chk_addr.eq(one_hot([(is_cmd[C.READ_REG], ~readable),
-                                         (is_cmd[C.WRITE_REG], ~writable)])),
-                    busy_first.eq(need_enable | is_cmd[C.STORE]),
-                    chk_busy.eq((need_free & replay_busy_q) | (need_enable & ~enable)
-                                | (is_model & ~idle_q)),
-                    store_hi.eq(store_wptr[sbits:] != 0),
-                    store_end.eq(store_wptr[:sbits] + (length >> log2_wbytes)),
-                    model_hi.eq(model_base[dbits:] != 0),
-                    model_end.eq(model_base[:dbits] + model_words),
-                    store_len_bad.eq((store_len == 0) | (store_len > self.STORE_DEPTH)),
-                ]
-                m.d.sync += [sel[a].eq(reg_addr == a) for a in sel]
-                m.next = "BOUND"
+        with cmd.state("ARGS"):
+            # Up to five payload bytes into `arg`.
+            def arg_byte(byte):
+                m.d.sync += [arg.word_select(nb, 8).eq(byte), nb.eq(nb + 1)]
 
-            with m.State("BOUND"):
-                m.d.sync += [store_over.eq(store_hi | (store_end > self.STORE_DEPTH)),
-                             model_over.eq(model_hi | (model_end > self.D_MAX))]
-                for h, members in halves.items():
-                    m.d.sync += half_value[h].eq(one_hot((sel[r.addr], read_value(r))
-                                                         for r in members))
-                # The counter's high word is latched in the clock its low word is taken.
-                with m.If(is_cmd[C.READ_REG] & ~chk_len):
-                    for name, hi in counter_hi.items():
-                        with m.If(sel[P.COUNTERS[name][0].addr]):
-                            m.d.sync += hi.eq(getattr(eng, name)[32:32 + len(hi)])
-                m.next = "JUDGE"
+            def args_done():
+                m.d.sync += step.eq(1)
+                cmd.next("EVAL")
+            with m.If(at_five & (phase == PH_A)):
+                args_done()
+            with m.Else():
+                read_payload(arg_byte, args_done)
 
-            with m.State("JUDGE"):
-                # The order of the checks is the status a command with several faults gets.
-                bad_addr = (chk_addr | (is_cmd[C.STORE] & store_over) | (is_model & model_over)
-                            | (is_cmd[C.REPLAY] & store_len_bad))
-                m.d.sync += fail.eq(chk_dup | chk_cmd | chk_len | chk_busy | bad_addr)
-                with m.If(chk_dup):
-                    m.d.sync += resp_status.eq(S.DUPLICATE)
-                with m.Elif(chk_cmd):
-                    m.d.sync += resp_status.eq(S.BAD_CMD)
-                with m.Elif(chk_len):
-                    m.d.sync += resp_status.eq(S.BAD_LEN)
-                with m.Elif(busy_first & chk_busy):
-                    m.d.sync += resp_status.eq(S.BUSY)
-                with m.Elif(bad_addr):
-                    m.d.sync += resp_status.eq(S.BAD_ADDR)
-                with m.Elif(chk_busy):
-                    m.d.sync += resp_status.eq(S.BUSY)
-                with m.Else():
-                    m.d.sync += resp_status.eq(S.OK)
-                # What the command does if it passes, set up whether it passes or not (only
-                # the states DECODE goes to use them).
-                read_model = is_cmd[C.READ_MODEL]
-                m.d.sync += [
-                    rdata32.eq(functools.reduce(operator.or_, half_value.values())),
-                    maddr.eq(model_base),
-                    words_left.eq(Mux(read_model, model_count[:cbits], 1)),
-                    last_word.eq(Mux(read_model, model_count[:cbits] == 1, 1)),
-                    data_len.eq(Mux(read_model, model_count[:cbits] << 2, 4) + 1),
-                    idx.eq(Mux(is_cmd[C.WRITE_MODEL], 2, 0)), phase.eq(PH_C), nb.eq(0),
-                ]
-                m.next = "DECODE"
-
-            with m.State("DECODE"):
+        with cmd.state("EVAL"):
+            with m.If(DECODE):
                 with m.If(fail):
                     respond()
                 with m.Else():
+                    # An effect command that passed JUDGE will succeed: its seq is the
+                    # last executed one from here on (PING forgets it).
+                    with m.If(is_effect):
+                        m.d.sync += last_seq.eq(info.seq)
                     with m.If(is_cmd[C.PING]):
                         m.d.sync += last_seq.eq(0x100)
+                    with m.If(any_cmd(C.PING, C.READ_REG, C.READ_MODEL, C.REPLAY)):
                         respond()
-                    with m.If(is_cmd[C.READ_REG] | is_cmd[C.READ_MODEL]):
-                        respond_with_data()
                     with m.If(is_cmd[C.WRITE_REG]):
-                        m.next = "WRITE_REG"
+                        cmd.next("WRITE_REG")
                     with m.If(any_cmd(C.STREAM, C.STORE, C.WRITE_MODEL)):
-                        m.next = "WORD_BYTES"
+                        cmd.next("WORD_BYTES")
                     with m.If(is_cmd[C.REPLAY]):
                         m.d.sync += replay_start.eq(1)
-                        respond_ok_effect()
 
-            with m.State("WRITE_REG"):
-                for r in P.REGISTERS:                   # a writable address: CHECK saw to it
-                    if r.access is P.Access.RW and r.name != "ctrl":
-                        with m.If(sel[r.addr]):
-                            m.d.sync += regs[r.name].eq(reg_wvalue[:r.width])
-                with m.If(sel[P.REGISTER_BY_NAME["ctrl"].addr]):
-                    m.d.sync += [clear_strobe.eq(reg_wvalue[1]), stop_strobe.eq(reg_wvalue[2])]
-                    with m.If(reg_wvalue[1]):
-                        m.d.sync += bad_seen.eq(0)
-                    m.next = "WRITE_CTRL"
+        with cmd.state("WRITE_REG"):
+            for r in P.REGISTERS:                   # a writable address: CHECK saw to it
+                if r.access is P.Access.RW and r.name != "ctrl":
+                    with m.If(sel[r.addr]):
+                        m.d.sync += regs[r.name].eq(reg_wvalue[:r.width])
+            with m.If(sel[P.REGISTER_BY_NAME["ctrl"].addr]):
+                m.d.sync += [clear_strobe.eq(reg_wvalue[1]), stop_strobe.eq(reg_wvalue[2])]
+                with m.If(reg_wvalue[1]):
+                    m.d.sync += bad_seen.eq(0)
+                cmd.next("WRITE_CTRL")
+            with m.Else():
+                respond()
+
+        with cmd.state("WRITE_CTRL"):
+            # enable changes the clock after the clear/stop pulse: a clear with enable
+            # clears a stopped engine, as the strobe-then-register order always did.
+            m.d.sync += enable.eq(reg_wvalue[0])
+            respond()
+
+        # Assemble one word (W bits for STREAM/STORE, 32 for WRITE_MODEL) from the payload.
+        word_last = Mux(is_cmd[C.WRITE_MODEL], nb == 3, nb == wbytes - 1)
+        with cmd.state("WORD_BYTES"):
+            def word_byte(byte):
+                m.d.sync += acc.word_select(nb, 8).eq(byte)
+                with m.If(word_last):
+                    m.d.sync += [nb.eq(0), push_valid.eq(is_cmd[C.STREAM])]
+                    cmd.next("WORD_DONE")
                 with m.Else():
-                    respond_ok_effect()
+                    m.d.sync += nb.eq(nb + 1)
+            read_payload(word_byte, respond)
 
-            with m.State("WRITE_CTRL"):
-                # enable changes the clock after the clear/stop pulse: a clear with enable
-                # clears a stopped engine, as the strobe-then-register order always did.
-                m.d.sync += enable.eq(reg_wvalue[0])
-                respond_ok_effect()
+        with cmd.state("WORD_DONE"):
+            # phase is PH_C: the next byte's read starts after this word is gone.
+            with m.If(is_cmd[C.STREAM]):
+                with m.If(feed_ready):
+                    m.d.sync += push_valid.eq(0)
+                    cmd.next("WORD_BYTES")
+            with m.Elif(is_store):
+                m.d.sync += store_wr.eq(1)
+                cmd.next("WORD_BYTES")
+            with m.Else():
+                m.d.comb += eng.model_we.eq(1)
+                m.d.sync += maddr.eq(maddr + 1)
+                cmd.next("WORD_BYTES")
 
-            # Assemble one word (W bits for STREAM/STORE, 32 for WRITE_MODEL) from the payload.
-            word_last = Mux(is_cmd[C.WRITE_MODEL], nb == 3, nb == wbytes - 1)
-            with m.State("WORD_BYTES"):
-                def word_byte(byte):
-                    m.d.sync += acc.word_select(nb, 8).eq(byte)
-                    with m.If(word_last):
-                        m.d.sync += [nb.eq(0), push_valid.eq(is_cmd[C.STREAM])]
-                        m.next = "WORD_DONE"
-                    with m.Else():
-                        m.d.sync += nb.eq(nb + 1)
-                read_payload(word_byte, respond_ok_effect)
-
-            with m.State("WORD_DONE"):
-                # phase is PH_C: the next byte's read starts after this word is gone.
-                with m.If(is_cmd[C.STREAM]):
-                    with m.If(feed_ready):
-                        m.d.sync += push_valid.eq(0)
-                        m.next = "WORD_BYTES"
-                with m.Elif(is_cmd[C.STORE]):
-                    m.d.sync += store_wr.eq(1)
-                    m.next = "WORD_BYTES"
-                with m.Else():
-                    m.d.comb += eng.model_we.eq(1)
-                    m.d.sync += maddr.eq(maddr + 1)
-                    m.next = "WORD_BYTES"
-
-            with m.State("ANSWER"):
-                # The frame is released once the responder is done and the sender has taken
-                # the last body byte, as when the command unit handed it bytes directly: a
-                # frame sent before the answer (against stop-and-wait) loses as many bytes as
-                # it always did.
-                with m.If(~resp_busy & ~tx_valid):
-                    m.d.comb += frx.o_frame.ready.eq(1)
-                    m.next = "IDLE"
+        with cmd.state("ANSWER"):
+            # The frame is released once the responder is done and the sender has taken
+            # the last body byte, as when the command unit handed it bytes directly: a
+            # frame sent before the answer (against stop-and-wait) loses as many bytes as
+            # it always did.
+            m.d.comb += answering.eq(1)
+            with m.If(resp_done & ~tx_valid):
+                m.d.comb += frx.o_frame.ready.eq(1)
+                m.d.sync += resp_done.eq(0)
+                cmd.next("IDLE")
         return m
