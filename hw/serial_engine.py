@@ -222,18 +222,26 @@ class SerialEngine(wiring.Component):
         word = Signal(W)
         m.d.sync += [take_r.eq(take), issue_r.eq(issue), word.eq(payload)]
         can_issue = self.enable & exec_free & fresh
-        wants_word = (ph_grad & ~mode1 & t_ok) | ph_dot
         no_word = (ph_grad & mode1 & t_ok) | ph_wb
-        lab_ok = (state != _State.LABEL) | (l_count < 16 - 1)
+        # `ready` is a register (and `enable`): whoever drives the stream sees no engine logic
+        # behind it. It is decided a cycle ahead from what the parser's registers will be; a
+        # cycle with a decision or an action in it changes them, so the next is not ready.
+        ready_r = Signal()
+        exec_free_next = Signal()
+        quiet = ~(take | issue | take_r | issue_r)
+        ready_next = Signal()
         with m.Switch(state):
             with m.Case(_State.HEADER):
-                m.d.comb += ready.eq(self.enable & ~take_r)
+                m.d.comb += ready_next.eq(quiet)
             with m.Case(_State.LABEL):
-                m.d.comb += ready.eq(self.enable & ~take_r & lab_ok)
+                m.d.comb += ready_next.eq(quiet & (l_count < 16 - 1))
             with m.Case(_State.CHUNK):
-                m.d.comb += [ready.eq(can_issue & wants_word),
+                m.d.comb += [ready_next.eq(quiet & exec_free_next
+                                           & ((ph_grad & ~mode1 & (s < n_t)) | ph_dot)),
                              issue.eq(take | (can_issue & no_word))]
-        m.d.comb += [take.eq(ready & self.i_stream.valid), self.i_stream.ready.eq(ready)]
+        m.d.sync += ready_r.eq(ready_next)
+        m.d.comb += [ready.eq(self.enable & ready_r),
+                     take.eq(ready & self.i_stream.valid), self.i_stream.ready.eq(ready)]
 
         # header and labels (acted on the cycle after the take)
         # the label counters' tests, registered (words come at most every other cycle)
@@ -331,7 +339,8 @@ class SerialEngine(wiring.Component):
                          lane_last.eq(lane == W - 2)]
             with m.If(lane_last):
                 m.d.sync += busy.eq(0)
-        m.d.sync += exec_free.eq(Mux(issue_r, 0, ~busy | lane_last | (lane == W - 3)))
+        m.d.comb += exec_free_next.eq(Mux(issue_r, 0, ~busy | lane_last | (lane == W - 3)))
+        m.d.sync += exec_free.eq(exec_free_next)
 
         op_layout = data.StructLayout({
             "valid": 1, "kind": _Kind, "bit": 1, "active": 1, "first_lane": 1, "last_lane": 1,
@@ -499,7 +508,7 @@ class SerialEngine(wiring.Component):
         with m.If(self.clear):
             m.d.sync += [state.eq(_State.HEADER), n_t.eq(0), wh.eq(0), drain.eq(0), busy.eq(0),
                          fresh.eq(0), lane_last.eq(0), take_r.eq(0), issue_r.eq(0),
-                         stalled.eq(0), exec_free.eq(1),
+                         stalled.eq(0), exec_free.eq(1), ready_r.eq(0),
                          l_head.eq(0), l_tail.eq(0), l_count.eq(0), self.overflow.eq(0)]
             m.d.sync += [port.eq(0) for port, _ in counters]
             for op in ops[1:]:
