@@ -18,7 +18,7 @@ from .model_mem import ModelMemory, RegisteredRAM, MW
 from .scalar import Scalar, STEP_BITS
 from .update import GradTerm, ChunkUpdate
 
-__all__ = ["Engine", "COUNTER_BITS"]
+__all__ = ["Engine", "COUNTER_BITS", "engine_members"]
 
 #: width of the cycles / samples / words / stall_cycles counters
 COUNTER_BITS = 48
@@ -29,6 +29,37 @@ COUNTER_BITS = 48
 # sum in DOT.
 ACC, SUB, WB = 4, 5, 6
 LOAD, DOT = 6, 7
+
+
+def engine_members(name, W, D_MAX, B_MAX, BUF_DEPTH):
+    """Check an engine build's synthesis parameters (docs/engine.md) and return the signature
+    members every engine architecture has (`Engine`, `zipml.hw.serial_engine.SerialEngine`).
+
+    Raises
+    ------
+    ValueError
+        A parameter out of range, named with ``name`` (the class).
+    """
+    if W not in (8, 16, 32, 64):
+        raise ValueError(f"{name}: W must be 8, 16, 32 or 64, got {W!r}")
+    if not (isinstance(D_MAX, int) and D_MAX > 0 and D_MAX % W == 0):
+        raise ValueError(f"{name}: D_MAX must be a positive multiple of W={W}, got {D_MAX!r}")
+    if not (isinstance(B_MAX, int) and 1 <= B_MAX <= 15):
+        raise ValueError(f"{name}: B_MAX must be in 1..15, got {B_MAX!r}")
+    if not (isinstance(BUF_DEPTH, int) and BUF_DEPTH >= 0 and BUF_DEPTH % 2 == 0):
+        raise ValueError(f"{name}: BUF_DEPTH must be an even count >= 0, got {BUF_DEPTH!r}")
+    return {
+        "i_stream": In(stream.Signature(W)),
+        "q": In(6), "mode": In(1), "d": In(unsigned(D_MAX.bit_length())),
+        "step": In(STEP_BITS), "step_shift": In(6), "decay_shift": In(5),
+        "n_epoch": In(32), "l2_shift": In(6),
+        "enable": In(1), "clear": In(1),
+        "cycles": Out(COUNTER_BITS), "samples": Out(COUNTER_BITS),
+        "words": Out(COUNTER_BITS), "stall_cycles": Out(COUNTER_BITS),
+        "overflow": Out(1), "idle": Out(1),
+        "model_addr": In(range(D_MAX)), "model_we": In(1), "model_wdata": In(signed(MW)),
+        "model_rdata": Out(signed(MW)),
+    }
 
 
 class Engine(wiring.Component):
@@ -85,32 +116,14 @@ class Engine(wiring.Component):
     MODEL_READ_LATENCY = ModelMemory.HOST_READ_LATENCY
 
     def __init__(self, W=32, D_MAX=4096, B_MAX=8, BUF_DEPTH=2 * 8 * 128 * 8, L2=True):
-        if W not in (8, 16, 32, 64):
-            raise ValueError(f"Engine: W must be 8, 16, 32 or 64, got {W!r}")
-        if not (isinstance(D_MAX, int) and D_MAX > 0 and D_MAX % W == 0):
-            raise ValueError(f"Engine: D_MAX must be a positive multiple of W={W}, got {D_MAX!r}")
-        if not (isinstance(B_MAX, int) and 1 <= B_MAX <= 15):
-            raise ValueError(f"Engine: B_MAX must be in 1..15, got {B_MAX!r}")
-        if not (isinstance(BUF_DEPTH, int) and BUF_DEPTH >= 0 and BUF_DEPTH % 2 == 0):
-            raise ValueError(f"Engine: BUF_DEPTH must be an even count >= 0, got {BUF_DEPTH!r}")
+        members = engine_members("Engine", W, D_MAX, B_MAX, BUF_DEPTH)
         self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH = W, D_MAX, B_MAX, BUF_DEPTH
         self.L2 = bool(L2)
         self.C_MAX = D_MAX // W
         self.LW = -(-32 // W)
         self.dot_latency = PlaneDot.latency(W)
         self.T_LATENCY = self.t_latency(W)
-        super().__init__({
-            "i_stream": In(stream.Signature(W)),
-            "q": In(6), "mode": In(1), "d": In(unsigned(D_MAX.bit_length())),
-            "step": In(STEP_BITS), "step_shift": In(6), "decay_shift": In(5),
-            "n_epoch": In(32), "l2_shift": In(6),
-            "enable": In(1), "clear": In(1),
-            "cycles": Out(COUNTER_BITS), "samples": Out(COUNTER_BITS),
-            "words": Out(COUNTER_BITS), "stall_cycles": Out(COUNTER_BITS),
-            "overflow": Out(1), "idle": Out(1),
-            "model_addr": In(range(D_MAX)), "model_we": In(1), "model_wdata": In(signed(MW)),
-            "model_rdata": Out(signed(MW)),
-        })
+        super().__init__(members)
 
     @staticmethod
     def t_latency(W):

@@ -13,15 +13,13 @@ docs/gateware.md, "The lane-serial engine", describes the schedule and its laten
 """
 
 from amaranth.hdl import Module, Signal, Mux, Cat, signed, unsigned
-from amaranth.lib import wiring, stream, data, enum
+from amaranth.lib import wiring, data, enum
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from .dot import G, sum_width, acc_width
-from .engine import COUNTER_BITS
+from .engine import engine_members
 from .loss import SquaredLoss
 from .model_mem import MW
-from .scalar import STEP_BITS
 from .serial_scalar import SerialScalar
 from .update import TERM_W, u_width, sat
 
@@ -80,33 +78,13 @@ class SerialEngine(wiring.Component):
     ARCH_CODE = 1
 
     def __init__(self, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, L2=True):
-        if W not in (8, 16, 32, 64):
-            raise ValueError(f"SerialEngine: W must be 8, 16, 32 or 64, got {W!r}")
-        if not (isinstance(D_MAX, int) and D_MAX > 0 and D_MAX % W == 0):
-            raise ValueError(
-                f"SerialEngine: D_MAX must be a positive multiple of W={W}, got {D_MAX!r}")
-        if not (isinstance(B_MAX, int) and 1 <= B_MAX <= 15):
-            raise ValueError(f"SerialEngine: B_MAX must be in 1..15, got {B_MAX!r}")
-        if not (isinstance(BUF_DEPTH, int) and BUF_DEPTH >= 0 and BUF_DEPTH % 2 == 0):
-            raise ValueError(
-                f"SerialEngine: BUF_DEPTH must be an even count >= 0, got {BUF_DEPTH!r}")
+        members = engine_members("SerialEngine", W, D_MAX, B_MAX, BUF_DEPTH)
         self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH = W, D_MAX, B_MAX, BUF_DEPTH
         self.L2 = bool(L2)
         self.C_MAX = D_MAX // W
         self.LW = -(-32 // W)
         self.T_LATENCY = self.t_latency(W)
-        super().__init__({
-            "i_stream": In(stream.Signature(W)),
-            "q": In(6), "mode": In(1), "d": In(unsigned(D_MAX.bit_length())),
-            "step": In(STEP_BITS), "step_shift": In(6), "decay_shift": In(5),
-            "n_epoch": In(32), "l2_shift": In(6),
-            "enable": In(1), "clear": In(1),
-            "cycles": Out(COUNTER_BITS), "samples": Out(COUNTER_BITS),
-            "words": Out(COUNTER_BITS), "stall_cycles": Out(COUNTER_BITS),
-            "overflow": Out(1), "idle": Out(1),
-            "model_addr": In(range(D_MAX)), "model_we": In(1), "model_wdata": In(signed(MW)),
-            "model_rdata": Out(signed(MW)),
-        })
+        super().__init__(members)
 
     @staticmethod
     def t_latency(W):
