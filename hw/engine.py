@@ -169,7 +169,7 @@ class Engine(wiring.Component):
         # in the same cycle, G working one chunk ahead of D (docs/gateware.md).
         #
         # Fmax: the issue decision (ready, G, D) and everything it clocks were the long paths of
-        # the engine. So the decision is a function of five registers (lab_open, d_can,
+        # the engine. So the decision is a function of registers (in_hdr, lab_open, d_can,
         # g_can0, g_can1, g_pair1) and t_ok, valid and enable; every comparison is made a
         # cycle early (cursor flags such as "last plane", one-hot cursor distance), and the
         # next decision registers are computed from registers for each case of the events (G
