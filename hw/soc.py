@@ -4,7 +4,7 @@ Platform independent: the board tops (`zipml.hw.boards`) wire ``rx``/``tx``/``le
 may replace `SampleStore` by a vendor RAM (SB_SPRAM256KA on the UP5K) with the same ports. The
 Verilator simulation (`zipml.host.transport.SimTransport`) drives exactly this component's ``rx``
 and reads its ``tx``, so the host driver cannot tell it from the board. docs/link.md has the
-command semantics and the replay contract.
+command semantics, the replay contract and how this gateware is pipelined.
 """
 
 import functools
@@ -123,8 +123,10 @@ class System(wiring.Component):
     leds : Out(LED_COUNT)
         0 engine enabled, 1 replay running, 2 engine overflow, 3 a bad frame was received.
 
-    Throughput: the command unit moves one payload byte per 2 clocks, far faster than the UART
+    Throughput: the command unit moves one payload byte per 3 clocks, far faster than the UART
     (``10 * divisor`` clocks per byte); replay feeds the engine one store word per clock.
+    Every decision of the command unit is a few gates after flip-flops (docs/link.md, "The
+    board system in gateware"): a command takes ~10 clocks more than its payload to judge.
     """
 
     def __init__(self, clk_freq, baud, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, STORE_DEPTH=1024,
@@ -212,13 +214,18 @@ class System(wiring.Component):
         spare_valid, spare = Signal(), Signal(W)
         m.d.comb += [feed_ready.eq(~spare_valid),
                      eng.i_stream.valid.eq(main_valid), eng.i_stream.payload.eq(main)]
-        with m.If(stop_strobe):
-            m.d.sync += [main_valid.eq(0), spare_valid.eq(0)]     # stop drops the words in flight
-        with m.Elif(~main_valid | eng.i_stream.ready):
-            m.d.sync += [main.eq(Mux(spare_valid, spare, feed_data)),
-                         main_valid.eq(spare_valid | feed_valid), spare_valid.eq(0)]
-        with m.Elif(feed_valid & feed_ready):
-            m.d.sync += [spare.eq(feed_data), spare_valid.eq(1)]
+        # The engine's ready decides one gate per flip-flop: whether main advances. A stop or
+        # a clear drops the words waiting here (a cleared engine must not get an old word).
+        advance = Signal()
+        flush = Signal()
+        m.d.comb += [advance.eq(~main_valid | eng.i_stream.ready),
+                     flush.eq(stop_strobe | clear_strobe)]
+        with m.If(advance):
+            m.d.sync += main.eq(Mux(spare_valid, spare, feed_data))
+        with m.Elif(~spare_valid):
+            m.d.sync += spare.eq(feed_data)
+        m.d.sync += [main_valid.eq(~flush & Mux(advance, spare_valid | feed_valid, main_valid)),
+                     spare_valid.eq(~flush & ~advance & (spare_valid | feed_valid))]
         # The system is idle when the engine is and no word waits for it.
         idle = Signal()
         m.d.comb += idle.eq(eng.idle & ~main_valid & ~spare_valid)

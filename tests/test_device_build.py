@@ -9,6 +9,10 @@ reads. The real engine's low word wraps after 2**32 clocks (6 minutes at 12 MHz)
 simulate. What is under test is the system's register file and the host's reading order, not
 the counting. The stand-in is built without the L2 shrink, so the host must refuse L2 jobs on
 it. The other refusals run on the real system (the build of tests/test_link_system.py).
+
+The replay path (store words landing in registers, reads issued by a count of free places,
+the skid buffer in front of the engine, the epoch wrap) is checked with a second stand-in that
+takes words with random stalls and folds them in order into a hash (`WordEngine`).
 """
 
 import numpy as np
@@ -185,3 +189,93 @@ def test_serial_architecture_board_says_so_and_trains_like_golden():
         assert res.model_raw == gold.model_raw and res.mse == gold.mse
     finally:
         t.close()
+
+
+HASH_MASK = (1 << 48) - 1
+
+
+def word_hash(words, h=0):
+    """The order-sensitive fold `WordEngine` keeps in its ``samples`` counter."""
+    for w in words:
+        h = (h * 3 + int(w)) & HASH_MASK
+    return h
+
+
+class WordEngine(Engine):
+    """`Engine`'s interface; takes stream words with random stalls (ready from an LFSR while
+    enabled), counts them in ``words`` and folds them in order into ``samples`` (`word_hash`).
+    Always idle: the system's idle is then that no word waits in front of it."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw, L2=False)
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Cat
+        m = Module()
+        lfsr = Signal(16, init=0xACE1)
+        m.d.sync += lfsr.eq(Cat(lfsr[1:], lfsr[0] ^ lfsr[2] ^ lfsr[3] ^ lfsr[5]))
+        ready = Signal()
+        m.d.comb += [ready.eq(self.enable & lfsr[0]), self.i_stream.ready.eq(ready),
+                     self.idle.eq(1)]
+        n, h = Signal(48), Signal(48)
+        m.d.comb += [self.words.eq(n), self.samples.eq(h)]
+        with m.If(self.clear):
+            m.d.sync += [n.eq(0), h.eq(0)]
+        with m.Elif(self.i_stream.valid & ready):
+            m.d.sync += [n.eq(n + 1), h.eq(h * 3 + self.i_stream.payload)]
+        return m
+
+
+class WordSystem(System):
+    def make_engine(self):
+        return WordEngine(W=self.W, D_MAX=self.D_MAX, B_MAX=self.B_MAX, BUF_DEPTH=self.BUF_DEPTH)
+
+
+@pytest.fixture(scope="module")
+def word_dev():
+    system = WordSystem(12_000_000, 3_000_000, W=8, D_MAX=64, B_MAX=8, BUF_DEPTH=64,
+                        STORE_DEPTH=64)
+    t = SimTransport(system=system)
+    yield Device(t)
+    t.close()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64])
+def test_replay_feeds_every_word_once_in_order_while_the_engine_stalls(word_dev, n):
+    """A replay of ``n`` store words E times: the engine takes exactly the segment E times in
+    order (its hash says so), with random stalls of its ready; the shortest segments wrap every
+    word or two, the longest is the whole store."""
+    dev = word_dev
+    words = np.random.default_rng(n).integers(0, 256, size=n)
+    dev.store(words)
+    dev.set_ctrl(enable=True, clear=True)
+    epochs = 5
+    dev.replay(epochs)
+    c = dev.counters()
+    assert c["replay_done"] == epochs
+    assert c["words"] == epochs * n
+    assert c["samples"] == word_hash(np.tile(words, epochs))
+
+
+def test_stop_drops_the_words_waiting_for_a_disabled_engine(word_dev):
+    """`ctrl.stop` during a replay, with the engine disabled and words already on their way to
+    it: after stop and clear, enabling the engine feeds it nothing (no stale word reaches a
+    cleared engine)."""
+    dev = word_dev
+    dev.store(np.arange(1, 41))
+    dev.set_ctrl(enable=True, clear=True)
+    dev.transact(P.Command.REPLAY, (1000).to_bytes(2, "little"))   # runs on in the background
+    assert dev.status()["replay"]
+    dev.set_ctrl(enable=False)                  # words pile up in front of the engine
+    dev.set_ctrl(enable=False, stop=True)
+    dev.wait_idle()
+    assert not dev.status()["replay"]
+    dev.set_ctrl(enable=False, clear=True)
+    dev.set_ctrl(enable=True)
+    dev.transport.idle(0.001)
+    assert dev.read_counter("words") == 0
+    # The board takes a new replay as usual afterwards.
+    dev.store(np.arange(1, 4))
+    dev.set_ctrl(enable=True, clear=True)
+    dev.replay(2)
+    assert dev.read_counter("samples") == word_hash([1, 2, 3] * 2)
