@@ -17,6 +17,22 @@ __all__ = ["UartRx", "UartTx", "MIN_DIVISOR"]
 MIN_DIVISOR = 4
 
 
+class _Timer:
+    """A down-counter with its ``zero`` kept as a flip-flop beside it, so that a decision on
+    "the time is up" is that flip-flop, not a compare of the count."""
+
+    def __init__(self, m, top):
+        self._m = m
+        self.value = Signal(range(top + 1))
+        self.zero = Signal(init=1)
+
+    def load(self, n):
+        self._m.d.sync += [self.value.eq(n), self.zero.eq(n == 0)]
+
+    def count(self):
+        self._m.d.sync += [self.value.eq(self.value - 1), self.zero.eq(self.value == 1)]
+
+
 def _check_divisor(divisor):
     if not isinstance(divisor, int) or divisor < MIN_DIVISOR:
         raise ValueError(f"UART divisor must be an integer >= {MIN_DIVISOR} clocks per bit, "
@@ -61,7 +77,7 @@ class UartRx(wiring.Component):
         rx = Signal(init=1)
         m.submodules.sync_rx = FFSynchronizer(self.rx, rx, init=1)
 
-        timer = Signal(range(self.divisor * 3 // 2 + 1))
+        timer = _Timer(m, self.divisor * 3 // 2)
         bit = Signal(range(10))
         shreg = Signal(8)
         m.d.sync += [self.o_stream.valid.eq(0), self.error.eq(0)]
@@ -71,27 +87,28 @@ class UartRx(wiring.Component):
             with m.State("IDLE"):
                 with m.If(~rx):
                     # Wait half a bit to the middle of the start bit.
-                    m.d.sync += timer.eq(self.divisor // 2 - 1)
+                    timer.load(self.divisor // 2 - 1)
                     m.next = "START"
             with m.State("START"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~timer.zero):
+                    timer.count()
                 with m.Elif(rx):
                     m.next = "IDLE"  # a glitch, not a start bit
                 with m.Else():
-                    m.d.sync += [timer.eq(self.divisor - 1), bit.eq(0)]
+                    timer.load(self.divisor - 1)
+                    m.d.sync += bit.eq(0)
                     m.next = "DATA"
             with m.State("DATA"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~timer.zero):
+                    timer.count()
                 with m.Else():
-                    m.d.sync += [timer.eq(self.divisor - 1), shreg.eq(Cat(shreg[1:], rx)),
-                                 bit.eq(bit + 1)]
+                    timer.load(self.divisor - 1)
+                    m.d.sync += [shreg.eq(Cat(shreg[1:], rx)), bit.eq(bit + 1)]
                     with m.If(bit == 7):
                         m.next = "STOP"
             with m.State("STOP"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~timer.zero):
+                    timer.count()
                 with m.Else():
                     with m.If(rx):
                         m.d.sync += [self.o_stream.payload.eq(shreg), self.o_stream.valid.eq(1)]
@@ -134,21 +151,24 @@ class UartTx(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        timer = Signal(range(self.divisor))
+        timer = _Timer(m, self.divisor - 1)
         # start bit, 8 data bits, stop bit; shifted out LSB first.
         shreg = Signal(10, init=0x3FF)
         left = Signal(range(11))
+        idle = Signal(init=1)       # left == 0, kept beside it
 
-        m.d.comb += self.i_stream.ready.eq(left == 0)
+        m.d.comb += self.i_stream.ready.eq(idle)
         m.d.sync += self.tx.eq(shreg[0])
-        with m.If(left == 0):
+        with m.If(idle):
             with m.If(self.i_stream.valid):
                 m.d.sync += [shreg.eq(Cat(Const(0, 1), self.i_stream.payload, Const(1, 1))),
-                             left.eq(10), timer.eq(self.divisor - 1)]
+                             left.eq(10), idle.eq(0)]
+                timer.load(self.divisor - 1)
         with m.Else():
-            with m.If(timer != 0):
-                m.d.sync += timer.eq(timer - 1)
+            with m.If(~timer.zero):
+                timer.count()
             with m.Else():
                 m.d.sync += [shreg.eq(Cat(shreg[1:], Const(1, 1))), left.eq(left - 1),
-                             timer.eq(self.divisor - 1)]
+                             idle.eq(left == 1)]
+                timer.load(self.divisor - 1)
         return m
