@@ -18,7 +18,7 @@ from .model_mem import ModelMemory, RegisteredRAM, MW
 from .scalar import Scalar, STEP_BITS
 from .update import GradTerm, ChunkUpdate
 
-__all__ = ["Engine", "COUNTER_BITS", "engine_members"]
+__all__ = ["Engine", "COUNTER_BITS", "engine_members", "last_chunk_lanes"]
 
 #: width of the cycles / samples / words / stall_cycles counters
 COUNTER_BITS = 48
@@ -60,6 +60,17 @@ def engine_members(name, W, D_MAX, B_MAX, BUF_DEPTH):
         "model_addr": In(range(D_MAX)), "model_we": In(1), "model_wdata": In(signed(MW)),
         "model_rdata": Out(signed(MW)),
     }
+
+
+def last_chunk_lanes(m, d, W):
+    """``d - 1`` and the lanes active in a pass's last chunk (lane i of chunk k is active iff
+    ``k*W + i < d``), the mask registered: both engines' view of the ``d`` register."""
+    lb = (W - 1).bit_length()
+    dm1 = Signal(unsigned(len(d)))
+    last_mask = Signal(W)
+    m.d.comb += dm1.eq(d - 1)
+    m.d.sync += last_mask.eq(Cat(*(dm1[:lb] >= i for i in range(W))))
+    return dm1, last_mask
 
 
 class Engine(wiring.Component):
@@ -153,11 +164,8 @@ class Engine(wiring.Component):
         # Registered once more so the divisions by W and the mask stay out of the FSM paths.
         c_m2 = Signal(range(C_MAX))                     # C - 2 (wraps for C = 1: never used)
         c_one = Signal()                                # C == 1
-        last_mask = Signal(W)                           # active lanes of the last chunk
-        dm1 = Signal(unsigned(len(self.d)))
-        m.d.comb += dm1.eq(self.d - 1)
+        dm1, last_mask = last_chunk_lanes(m, self.d, W)
         m.d.sync += [c_m2.eq((dm1 >> lb) - 1), c_one.eq((dm1 >> lb) == 0)]
-        m.d.sync += last_mask.eq(Cat(*(dm1[:lb] >= i for i in range(W))))
         q_m2 = Signal(6)                                # q - 2 (wraps for q = 1: never used)
         q_one = Signal()
         m.d.sync += [q_m2.eq(self.q - 2), q_one.eq(self.q == 1)]

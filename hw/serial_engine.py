@@ -12,12 +12,12 @@ UART link (3 Mbaud) is still 16x slower than the engine at 48 MHz.
 docs/gateware.md, "The lane-serial engine", describes the schedule and its latency.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, signed, unsigned
+from amaranth.hdl import Module, Signal, Mux, Cat, signed
 from amaranth.lib import wiring, data, enum
 from amaranth.lib.memory import Memory
 
 from .dot import G, sum_width, acc_width
-from .engine import engine_members
+from .engine import engine_members, last_chunk_lanes
 from .loss import SquaredLoss
 from .model_mem import MW
 from .serial_scalar import SerialScalar
@@ -46,14 +46,8 @@ class SerialEngine(wiring.Component):
 
     Parameters
     ----------
-    W : int
-        Stream width = lanes = features per chunk (8, 16, 32 or 64).
-    D_MAX : int
-        Largest d, a multiple of W.
-    B_MAX : int
-        Largest minibatch, 1..15.
-    BUF_DEPTH : int
-        Words of the mode-1 code buffer (two halves); 0 builds no buffer (mode 1 unusable).
+    W, D_MAX, B_MAX, BUF_DEPTH : int
+        As `zipml.hw.engine.Engine` (docs/engine.md, "Synthesis parameters").
     L2 : bool
         Build the L2 shrink (one 32-bit shifter here); ``False``: ``l2_shift`` is ignored.
 
@@ -104,11 +98,8 @@ class SerialEngine(wiring.Component):
 
         # ------------------------------------------------------------ static run-time values
         c_last = Signal(range(C_MAX))                   # C - 1
-        last_mask = Signal(W)                           # active lanes of the last chunk
-        dm1 = Signal(unsigned(len(self.d)))
-        m.d.comb += dm1.eq(self.d - 1)
+        dm1, last_mask = last_chunk_lanes(m, self.d, W)
         m.d.sync += c_last.eq(dm1 >> lb)
-        m.d.sync += last_mask.eq(Cat(*(dm1[:lb] >= i for i in range(W))))
         q_last = Signal(6)
         m.d.sync += q_last.eq(self.q - 1)
 
@@ -129,7 +120,7 @@ class SerialEngine(wiring.Component):
         lab_n = Signal(4)
         lab_acc = Signal(MW)
         n_t = Signal(range(16))                         # T values of the current set written
-        # T values in a RAM read at the cursor's group s (a cycle ahead of the issue: t_fresh)
+        # T values in a RAM read at the cursor's group s (current a cycle later: `fresh`)
         m.submodules.tmem = tmem = Memory(shape=signed(MW), depth=16, init=[],
                                           attrs=self._BLOCK)
         t_wr = tmem.write_port()

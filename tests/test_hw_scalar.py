@@ -25,6 +25,17 @@ def expected(E, step, step_shift, decay_shift, n_epoch):
     return np.array(out), np.array(ovf)
 
 
+async def start(ctx, dut, **regs):
+    """Set the registers, strobe clear (loads the working step), then change ``step``: the
+    working step must not follow the register."""
+    for name, v in regs.items():
+        ctx.set(getattr(dut, name), v)
+    ctx.set(dut.clear, 1)
+    await ctx.tick()
+    ctx.set(dut.clear, 0)
+    ctx.set(dut.step, 1)
+
+
 @pytest.mark.parametrize("step,step_shift,decay_shift,n_epoch", [
     ((1 << 18) - 1, 0, 0, 0),          # saturates almost always
     (123_457, 17, 3, 5),
@@ -47,13 +58,8 @@ def test_scalar_matches_golden(step, step_shift, decay_shift, n_epoch):
     got = []
 
     async def bench(ctx):
-        for name, v in dict(step=step, step_shift=step_shift, decay_shift=decay_shift,
-                            n_epoch=n_epoch).items():
-            ctx.set(getattr(dut, name), v)
-        ctx.set(dut.clear, 1)
-        await ctx.tick()
-        ctx.set(dut.clear, 0)
-        ctx.set(dut.step, 1)           # the working step must not follow the register
+        await start(ctx, dut, step=step, step_shift=step_shift, decay_shift=decay_shift,
+                    n_epoch=n_epoch)
         for c in range(n + dut.LATENCY):
             ctx.set(dut.i_valid, int(c < n and valid[c]))
             if c < n:

@@ -6,7 +6,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from zipml.hw.serial_scalar import SerialScalar
-from test_hw_scalar import expected
+from test_hw_scalar import expected, start
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -42,13 +42,8 @@ def test_serial_scalar_matches_golden(step, step_shift, decay_shift, n_epoch):
     got = []
 
     async def bench(ctx):
-        for name, v in dict(step=step, step_shift=step_shift, decay_shift=decay_shift,
-                            n_epoch=n_epoch).items():
-            ctx.set(getattr(dut, name), v)
-        ctx.set(dut.clear, 1)
-        await ctx.tick()
-        ctx.set(dut.clear, 0)
-        ctx.set(dut.step, 1)           # the working step must not follow the register
+        await start(ctx, dut, step=step, step_shift=step_shift, decay_shift=decay_shift,
+                    n_epoch=n_epoch)
         i = 0
         for cyc in range(len(valid)):
             ctx.set(dut.i_valid, int(valid[cyc]))
