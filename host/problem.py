@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..reference.order import sample_order
+
 __all__ = ["MODELS", "PRECONDITIONS", "QUANTIZERS", "LEVELS", "TASKS", "Dataset", "Prepared", "prepare",
            "TrainOptions", "TrainResult", "default_lr", "default_decay", "resolve",
            "sample_order", "task_of"]
@@ -451,12 +453,3 @@ def resolve(prepared: Prepared, options: TrainOptions) -> TrainOptions:
     lr = options.lr if options.lr is not None else default_lr(prepared, options)
     decay = options.decay if options.decay is not None else default_decay(options)
     return dataclasses.replace(options, lr=float(lr), decay=float(decay))
-
-
-def sample_order(n: int, epoch: int, seed: int) -> np.ndarray:
-    """The seeded shuffle of epoch ``epoch``: a permutation of ``range(n)`` (int64).
-
-    Every backend uses this one order.  Its generator is keyed (seed, epoch, 0x0D) so it is
-    independent of the quantizers' stream ``default_rng([seed, epoch])``.
-    """
-    return np.random.default_rng([int(seed), int(epoch), 0x0D]).permutation(int(n))

@@ -10,7 +10,7 @@ same data, seed and options they are fed the same words.
 
 Randomness: epoch e draws its codes from ``np.random.default_rng([seed, e])`` (Q1, the grad
 codes, first, then Q2, the dot codes), so any epoch's stream can be rebuilt on its own, and the
-samples come in the order ``sample_order(n, e, seed)`` of :mod:`zipml.host.problem`.
+samples come in the order ``sample_order(n, e, seed)`` of :mod:`zipml.reference.order`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from . import pack
 from .golden import F, STEP_BITS, EngineConfig, EngineRegs, decay
+from .order import sample_order
 
 __all__ = [
     "DEFAULT_CONFIG", "QUANTIZERS", "engine_mode", "step_registers", "effective_lr",
@@ -196,7 +197,7 @@ class EngineJob:
                           l2_shift=l2_shift_for(lr, l2))
         regs.check(config)
         if order is None:
-            from zipml.host.problem import sample_order as order
+            order = sample_order
         return cls(config=config, regs=regs, quantizer=quantizer, A=A, b=b, B=int(B),
                    seed=int(seed), order=order)
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .quantize import check_bits, dequantize, quantize
+from .order import sample_order
 
 __all__ = ["LOSSES", "SGDConfig", "SGDResult", "sgd", "scalar_grad", "loss_value",
            "chebyshev_power_coeffs", "quantized_copies"]
@@ -172,7 +173,7 @@ def sgd(A, b, cfg: SGDConfig, order=None, callback=None, x0=None) -> SGDResult:
     Parameters
     ----------
     order : callable (n, epoch, seed) -> permutation, optional
-        The shuffle (default :func:`zipml.host.problem.sample_order`, the one all backends use).
+        The shuffle (default :func:`zipml.reference.order.sample_order`, the one all backends use).
     callback : callable (epoch, x), optional
         Called after each epoch with the current model.
 
@@ -181,7 +182,7 @@ def sgd(A, b, cfg: SGDConfig, order=None, callback=None, x0=None) -> SGDResult:
     """
     A, b = _check(A, b, cfg)
     if order is None:
-        from ..host.problem import sample_order as order
+        order = sample_order
     n, d = A.shape
     x = np.zeros(d) if x0 is None else np.array(x0, dtype=np.float64)
     res = SGDResult(x=x)
