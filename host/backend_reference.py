@@ -22,7 +22,7 @@ def config_for(prepared: Prepared, options: TrainOptions) -> SGDConfig:
         # one table for all features, from the training data itself
         levels = optimal_levels(prepared.A, 1 << min(options.bits, 8))
     return SGDConfig(loss=MODEL_LOSS[options.model], q=options.bits, quantizer=options.quantizer,
-                     levels=levels, epochs=options.epochs, lr=float(options.lr),
+                     levels=levels, grid=options.grid, epochs=options.epochs, lr=float(options.lr),
                      batch=options.batch, seed=options.seed, lam=float(options.lam),
                      decay=float(options.decay), q_model=options.q_model,
                      q_grad=options.q_grad, degree=options.degree, refetch=options.refetch)

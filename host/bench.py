@@ -1,4 +1,4 @@
-"""Benchmarks: ``zipml bench engine`` and ``zipml bench host`` (DESIGN.md §6, docs/bench.md).
+"""Benchmarks: ``zipml bench engine`` and ``zipml bench host`` (docs/design.md §7, docs/bench.md).
 
 They measure and write JSON; they assert nothing.
 

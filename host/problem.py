@@ -1,6 +1,6 @@
 """The training problem every backend sees: scaled data, options, result.
 
-:func:`prepare` turns user data into the scaled problem of DESIGN.md §2 (each feature column
+:func:`prepare` turns user data into the scaled problem of docs/design.md §2 (each feature column
 divided by its max |value| into [-1, 1]; regression labels by max |y|; classification labels
 +-1; an intercept column of ones, last).  :class:`Prepared` keeps the scales so a model found in
 scaled units maps back to the user's units (:meth:`Prepared.to_user`), and measures MSE and
@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..reference.order import sample_order
+from ..reference.quantize import GRIDS, check_grid
 
 __all__ = ["MODELS", "PRECONDITIONS", "QUANTIZERS", "LEVELS", "TASKS", "Dataset", "Prepared", "prepare",
            "TrainOptions", "TrainResult", "default_lr", "default_decay", "resolve",
-           "sample_order", "task_of"]
+           "sample_order", "task_of", "GRIDS"]
 
 MODELS = ("linreg", "lssvm", "svm", "logistic")
 QUANTIZERS = ("double", "naive", "deterministic", "full")
@@ -200,7 +201,7 @@ WHITEN_MAX_FEATURES = 2048
 
 def prepare(X, y, task: str, intercept: bool = True, name: str = "",
             precondition: str = "whiten") -> Prepared:
-    """Scale user data into the problem of DESIGN.md §2.
+    """Scale user data into the problem of docs/design.md §2.
 
     Raises ValueError (one message) for empty data, mismatched shapes, NaN/inf, or labels that
     are not +-1 for classification.
@@ -301,6 +302,7 @@ class TrainOptions:
     bits: int = 8
     quantizer: str = "double"
     levels: str = "uniform"
+    grid: str = "floor"
     epochs: int = 10
     lr: float | None = None
     batch: int = 1
@@ -324,6 +326,7 @@ class TrainOptions:
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, "
                              f"got {self.quantizer!r}")
+        check_grid(self.grid)
         if self.levels not in LEVELS:
             raise ValueError(f"levels must be one of {', '.join(LEVELS)}, got {self.levels!r}")
         _check_int("bits", self.bits, 1, max_bits)

@@ -39,7 +39,7 @@ class PlaneDot(wiring.Component):
     W : int
         Lanes, a power of two.
     levels_per_stage : int
-        Adder levels between pipeline registers (2 meets the Fmax goals, TOOLCHAIN.md).
+        Adder levels between pipeline registers (2 meets the Fmax goals, docs/toolchain.md).
 
     Ports
     -----

@@ -2,7 +2,7 @@
 
 Pure Python, no Amaranth import: the gateware (`zipml.hw.frame`, `zipml.hw.soc`) and the host
 (`zipml.host.transport`, `zipml.host.device`) both import this module, so the two sides cannot
-drift (the Glasgow habit, shared/STYLE.md). docs/link.md explains the choices.
+drift (the Glasgow habit, docs/style.md). docs/link.md explains the choices.
 
 Frame (both directions), before byte stuffing::
 
@@ -215,7 +215,7 @@ REGISTERS = (
     *_counter("samples", 0x22, "samples", "dot groups completed"),
     *_counter("words", 0x24, "words", "stream words consumed"),
     *_counter("stall", 0x26, "stall_cycles", "enabled cycles with input not ready"),
-    # Sample store (DESIGN.md section 4, "Replay"; docs/link.md).
+    # Sample store (docs/design.md §5; docs/link.md).
     Register("store_wptr", 0x30, 32, _RW, "next STORE word address"),
     Register("store_len", 0x31, 32, _RW, "words replayed per epoch, from address 0"),
     Register("replay_done", 0x32, 16, _RO,

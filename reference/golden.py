@@ -38,7 +38,8 @@ __all__ = [
     "EngineConfig", "EngineRegs", "EngineResult",
     "sat32", "plane_sum", "plane_weight", "accumulate_dot", "loss_squared", "scalar",
     "round_const", "decay", "grad_term", "accumulate_update", "update", "shrink",
-    "label_words", "parse_header", "make_header", "parse_label", "lane_mask", "run",
+    "label_words", "group_planes", "dot_group_words", "buffered", "plane_shifts",
+    "parse_header", "make_header", "parse_label", "lane_mask", "run",
 ]
 
 #: model word width (signed), fraction bits (Q8.24), guard bits, step mantissa width
@@ -120,8 +121,10 @@ class EngineRegs:
     q : int
         Bits per code, 1..32.
     mode : int
-        0 = double (grad groups in the stream), 1 = single (grad groups replayed from the code
-        buffer).
+        0 = double, 1 = single-sample quantizer (naive, deterministic, full).
+        Symmetric grid: mode 0 carries grad groups in the stream, mode 1 replays the buffered
+        dot groups.  Floor grid: grad groups always come from the code buffer; a mode-0 dot
+        group carries one more word, the grad copy's carry (docs/engine.md, "Stream layout").
     d : int
         Number of features, 1..D_MAX.
     step : int
@@ -134,6 +137,9 @@ class EngineRegs:
         Samples per epoch for the decay counter, unsigned 32 bits; 0 = the counter never wraps.
     l2_shift : int
         0..63; 0 = no L2 shrink.
+    grid : int
+        0 = symmetric (q planes per group), 1 = floor (q planes of the shared floor t and a
+        carry plane; docs/engine.md, "Grids").
     """
 
     q: int
@@ -144,6 +150,7 @@ class EngineRegs:
     decay_shift: int = 0
     n_epoch: int = 0
     l2_shift: int = 0
+    grid: int = 0
 
     def check(self, config: EngineConfig) -> None:
         """Raise ValueError naming the first register that does not fit ``config``."""
@@ -151,6 +158,7 @@ class EngineRegs:
             "q": (1, 32), "mode": (0, 1), "d": (1, config.D_MAX),
             "step": (0, (1 << STEP_BITS) - 1), "step_shift": (0, 63),
             "decay_shift": (0, 31), "n_epoch": (0, (1 << 32) - 1), "l2_shift": (0, 63),
+            "grid": (0, 1),
         }
         for name, (lo, hi) in limits.items():
             v = getattr(self, name)
@@ -351,6 +359,30 @@ def update(X, U, l2_shift, mask=None):
     return Xn, ovf
 
 
+def group_planes(q: int, grid: int) -> int:
+    """Planes per group the dot and the update use: q (symmetric), q + 1 (floor: t planes and
+    the carry)."""
+    return int(q) + int(grid)
+
+
+def dot_group_words(q: int, mode: int, grid: int) -> int:
+    """Stream words of one dot group: the group's planes, plus the grad copy's carry for
+    double (mode 0) on the floor grid."""
+    return int(q) + (2 if grid and mode == 0 else int(grid))
+
+
+def buffered(mode: int, grid: int) -> bool:
+    """Whether grad groups come from the code buffer (every floor-grid mode, symmetric mode 1)."""
+    return bool(grid) or mode == 1
+
+
+def plane_shifts(q: int, grid: int) -> np.ndarray:
+    """``sh(p)`` for the planes of a group: ``p + 1`` for the q planes of the code (or of t),
+    and ``q`` for the floor grid's carry plane (the weight of the last plane)."""
+    sh = list(range(1, int(q) + 1)) + ([int(q)] if grid else [])
+    return np.asarray(sh, dtype=np.int64)
+
+
 def label_words(W: int) -> int:
     """Stream words per label: ceil(32 / W)."""
     return -(-32 // W)
@@ -449,7 +481,7 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
         ends inside a pass or with T values pending, a mode-1 pass larger than a buffer half.
     """
     regs.check(config)
-    W, q, d, mode = config.W, int(regs.q), int(regs.d), int(regs.mode)
+    W, q, d, mode, grid = config.W, int(regs.q), int(regs.d), int(regs.mode), int(regs.grid)
     words = _check_words(words, W)
     C = -(-d // W)
     LW = label_words(W)
@@ -468,7 +500,10 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
 
     bits = _words_to_bits(words, W)
     N = words.size
-    plane_shift = np.arange(q, dtype=np.int64) + 1            # p + 1 for p = 0..q-1
+    plane_shift = plane_shifts(q, grid)                       # sh(p) for p = 0..Gq-1
+    Gq = group_planes(q, grid)
+    Dq = dot_group_words(q, mode, grid)
+    from_buf = buffered(mode, grid)
     half = config.BUF_DEPTH // 2
     step = int(regs.step)
     step_shift = int(regs.step_shift)
@@ -477,7 +512,7 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
     samples = 0
     overflow = False
     T_queue = np.zeros(0, dtype=np.int64)                     # T of the previous pass's dots
-    buffered = None                                           # mode 1: previous pass's dot signs
+    buf = None                                                # previous pass's buffered signs
     tr = {"A": [], "E": [], "T": []} if trace else None
 
     # Walk the headers first (the control path: it needs only the header words), checking
@@ -495,10 +530,10 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
         if n_grad != prev_dot:
             raise ValueError(f"pass {n_pass} (word {pos}): n_grad={n_grad} but the previous "
                              f"pass had n_dot={prev_dot} (n_grad(t+1) must equal n_dot(t))")
-        if mode == 1 and C * n_dot * q > half:
-            raise ValueError(f"pass {n_pass}: mode 1 needs {C * n_dot * q} buffer words "
+        if from_buf and C * n_dot * Gq > half:
+            raise ValueError(f"pass {n_pass}: the code buffer needs {C * n_dot * Gq} words "
                              f"but a half of BUF_DEPTH={config.BUF_DEPTH} holds {half}")
-        need = n_dot * LW + C * ((n_grad if mode == 0 else 0) + n_dot) * q
+        need = n_dot * LW + C * ((0 if from_buf else n_grad * q) + n_dot * Dq)
         if pos + 1 + need > N:
             raise ValueError(f"pass {n_pass}: stream ends inside the pass "
                              f"(needs {need} words after the header, {N - pos - 1} left)")
@@ -514,17 +549,20 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
     L_at = 0
 
     for (_, n_dot, n_grad, pos) in passes:
-        stream_grad = n_grad if mode == 0 else 0
+        stream_grad = 0 if from_buf else n_grad
         L = L_all[L_at:L_at + n_dot]
         L_at += n_dot
-        block = bits[pos:pos + C * (stream_grad + n_dot) * q].reshape(C, stream_grad + n_dot, q, W)
+        n_words = C * (stream_grad * q + n_dot * Dq)
+        chunks = bits[pos:pos + n_words].reshape(C, -1, W)
         # signs +1/-1; inactive lanes need no mask here: their model words are 0 and are never
         # written (the np.where below), so they add 0 to every dot
-        signs = 2 * block.astype(np.int64) - 1
+        signs = 2 * chunks.astype(np.int64) - 1
+        g_stream = signs[:, :stream_grad * q].reshape(C, stream_grad, q, W)
+        d_words = signs[:, stream_grad * q:].reshape(C, n_dot, Dq, W)
 
         # update: sum of the n_grad group updates, then one write per active lane
         if n_grad:
-            g_signs = signs[:, :n_grad] if mode == 0 else buffered[:, :n_grad]
+            g_signs = buf[:, :n_grad] if from_buf else g_stream
             tw = (T_queue[:, None] << G) >> plane_shift[None, :]          # (n_grad, q)
             U = np.einsum("cspw,sp->cw", g_signs, tw)
             Xn = X - ((U + (1 << (G - 1))) >> G)
@@ -536,9 +574,11 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
 
         # dots against the updated model
         if n_dot:
-            d_signs = signs[:, stream_grad:]
-            if mode == 1:
-                buffered = d_signs
+            d_signs = d_words[:, :, :Gq]
+            if from_buf:
+                # floor mode 0: the grad copy's carry takes the place of the dot copy's
+                buf = (d_signs if Dq == Gq else
+                       np.concatenate([d_words[:, :, :q], d_words[:, :, q + 1:]], axis=2))
             S = np.einsum("cspw,cw->csp", d_signs, X)                       # (C, n_dot, q)
             A = ((S << G) >> plane_shift).sum(axis=(0, 2))                  # (n_dot,)
             En = (A >> G) - L
@@ -565,7 +605,7 @@ def run(config: EngineConfig, regs: EngineRegs, words, init_model=None,
                 tr["T"].append(T_queue.copy())
         else:
             T_queue = np.zeros(0, dtype=np.int64)
-            buffered = None
+            buf = None
 
     return EngineResult(model_words=X.reshape(-1)[:d].copy(), samples=samples, words=int(N),
                         overflow=overflow, trace=tr)

@@ -1,4 +1,4 @@
-"""Quantization of values in [-1, 1] to q-bit codes (DESIGN.md §2).
+"""Quantization of values in [-1, 1] to q-bit codes (docs/design.md §2).
 
 The uniform grid has ``2^q`` levels ``v(c) = (2c - (2^q - 1)) / (2^q - 1)``, so q = 1 is
 {-1, +1} and +-1 lie on every grid (the intercept column costs no noise).  Stochastic rounding
@@ -18,13 +18,18 @@ import math
 
 import numpy as np
 
-__all__ = ["MAX_BITS", "grid", "quantize", "dequantize", "variance", "code_dtype",
-           "check_bits"]
+__all__ = ["MAX_BITS", "GRIDS", "grid", "quantize", "dequantize", "variance", "code_dtype",
+           "check_bits", "check_grid", "floor_split"]
 
 #: the reference allows up to 32 bits (``full`` in hardware is 32-bit fixed point)
 MAX_BITS = 32
 
 METHODS = ("stochastic", "nearest")
+
+#: the two uniform grids (docs/engine.md, "Grids"): ``floor`` (the default of every backend:
+#: 2^q + 1 levels 2c/2^q - 1, 0 and both ends included, a copy is the shared floor t plus a
+#: carry bit) and ``symmetric`` (2^q levels (2c - (2^q-1))/(2^q-1), no level at 0)
+GRIDS = ("floor", "symmetric")
 
 #: stochastic rounding to up to 8 bits (the engine's q, uint8 codes) draws 32-bit uniforms
 SMALL_BITS = 8
@@ -43,13 +48,58 @@ def check_bits(q) -> int:
     return int(q)
 
 
+def check_grid(grid) -> str:
+    """``grid`` if it is one of :data:`GRIDS`, else one ValueError naming the choices."""
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {grid!r}")
+    return grid
+
+
+def floor_split(a, q: int, rng=None, method: str = "stochastic", *, rows=None, copies: int = 1):
+    """The floor grid's copies of ``a`` (of ``a[rows]``) as the shared floor and the carries.
+
+    ``t = min(floor((a + 1) 2^(q-1)), 2^q - 1)`` (exact in float64: a power-of-two scale) and,
+    per copy, ``delta = [u < (a + 1) 2^(q-1) - t]`` with ``u = (s + 2^31) / 2^32`` for a uniform
+    signed 32-bit s (:func:`_int32_draws`, one per value in C order, copy after copy), so
+    ``t + delta`` is unbiased to within 2^-32 of a step; ``nearest``: ``delta = [frac >= 1/2]``
+    (ties up).  The intercept (+1) is ``t = 2^q - 1``, ``delta = 1`` in every copy.
+
+    Returns
+    -------
+    (t, deltas) : t of the shape of ``a[rows]`` (:func:`code_dtype`), deltas uint8 of shape
+        ``(copies,) + t.shape``.
+    """
+    q = check_bits(q)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 1:
+        raise ValueError(f"copies must be a positive integer, got {copies!r}")
+    a = np.asarray(a)
+    if rows is not None:
+        a = a[_check_rows(rows, a)]
+    a = _check_values(a, -1.0, 1.0, "[-1, 1]").astype(np.float64, copy=False)
+    pos = (a + 1.0) * float(2.0 ** (q - 1))
+    t = np.minimum(np.floor(pos), float((1 << q) - 1))
+    frac = pos - t
+    if method == "nearest":
+        deltas = np.broadcast_to(frac >= 0.5, (copies,) + a.shape).astype(np.uint8)
+    else:
+        rng = np.random.default_rng(rng)
+        deltas = np.empty((copies,) + a.shape, dtype=np.uint8)
+        for j in range(copies):
+            u = (_int32_draws(rng, a.size).astype(np.float64) + 2.0 ** 31) * 2.0 ** -32
+            deltas[j] = u.reshape(a.shape) < frac
+    return t.astype(code_dtype(q)), deltas
+
+
 def code_dtype(q: int):
     """uint8 for q <= 8, uint32 otherwise (the smallest type other engineers pack from)."""
     return np.uint8 if q <= 8 else np.uint32
 
 
-def grid(q: int) -> np.ndarray:
-    """The uniform levels ``v(c)`` for ``c = 0 .. 2^q - 1`` (float64, ascending).
+def grid(q: int, grid: str = "symmetric") -> np.ndarray:
+    """The uniform levels ``v(c)`` (float64, ascending): ``c = 0 .. 2^q - 1`` on the symmetric
+    grid, ``c = 0 .. 2^q`` on the floor grid.
 
     q is limited to 24 here because the table has ``2^q`` entries; :func:`dequantize` computes
     larger grids arithmetically.
@@ -57,8 +107,13 @@ def grid(q: int) -> np.ndarray:
     q = check_bits(q)
     if q > 24:
         raise ValueError(f"grid(q) builds a table of 2^q levels; q={q} is too large (max 24)")
+    if check_grid(grid) == "floor":
+        return 2.0 * np.arange((1 << q) + 1, dtype=np.float64) / (1 << q) - 1.0
     m = (1 << q) - 1
     return (2.0 * np.arange(m + 1, dtype=np.float64) - m) / m
+
+
+_GRID_TABLE = grid   # dequantize's ``grid`` argument hides the function
 
 
 def _check_levels(levels, q: int) -> np.ndarray:
@@ -228,8 +283,11 @@ def _check_rows(rows, a) -> np.ndarray:
 
 
 def quantize(a, q: int, rng=None, method: str = "stochastic", levels=None, *, rows=None,
-             copies=None) -> np.ndarray:
+             copies=None, grid: str = "symmetric") -> np.ndarray:
     """Codes of ``a`` on the q-bit grid (or on a level table).
+
+    With ``grid="floor"`` the codes are ``t + delta`` of :func:`floor_split` (0 .. 2^q, one
+    more level than q bits hold; dtype of :func:`code_dtype` at q + 1).
 
     Parameters
     ----------
@@ -262,6 +320,11 @@ def quantize(a, q: int, rng=None, method: str = "stochastic", levels=None, *, ro
         for q <= 8, else uint32.
     """
     q = check_bits(q)
+    if check_grid(grid) == "floor" and levels is None:
+        t, deltas = floor_split(a, q, rng, method, rows=rows, copies=1 if copies is None
+                                else copies)
+        codes = t.astype(code_dtype(min(q + 1, MAX_BITS))) + deltas
+        return codes[0] if copies is None else codes
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     k = 1 if copies is None else copies
@@ -311,12 +374,16 @@ def _quantize_whole(a, q: int, rng, method: str, levels) -> np.ndarray:
     return j.astype(dtype)
 
 
-def dequantize(codes, q: int, levels=None) -> np.ndarray:
+def dequantize(codes, q: int, levels=None, grid: str = "symmetric") -> np.ndarray:
     """Values (float64) of codes on the q-bit grid, or entries of the level table."""
     q = check_bits(q)
     c = np.asarray(codes)
     if not np.issubdtype(c.dtype, np.integer):
         raise ValueError(f"codes must be integers, got dtype {c.dtype}")
+    if check_grid(grid) == "floor" and levels is None:
+        if c.size and (c.min() < 0 or int(c.max()) > (1 << q)):
+            raise ValueError(f"codes out of range 0..{1 << q} for q={q} on the floor grid")
+        return 2.0 * c.astype(np.float64) / float(1 << q) - 1.0
     if levels is not None:
         lv = _check_levels(levels, q)
         if c.size and (c.min() < 0 or c.max() >= lv.size):
@@ -326,11 +393,11 @@ def dequantize(codes, q: int, levels=None) -> np.ndarray:
     if c.size and (c.min() < 0 or int(c.max()) > m):
         raise ValueError(f"codes out of range 0..{m} for q={q}")
     if q <= 16:
-        return grid(q)[c]
+        return _GRID_TABLE(q)[c]
     return (2.0 * c.astype(np.float64) - m) / m
 
 
-def variance(a, q: int, levels=None) -> np.ndarray:
+def variance(a, q: int, levels=None, grid: str = "symmetric") -> np.ndarray:
     """Variance of the stochastic rounding of each value: ``(a - lo)(hi - a)``.
 
     lo, hi are the neighbouring levels (grid or table); exact, not sampled.
@@ -339,7 +406,7 @@ def variance(a, q: int, levels=None) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     if levels is None:
         a = _check_values(a, -1.0, 1.0, "[-1, 1]")
-        m = float((1 << q) - 1)
+        m = float((1 << q) - (check_grid(grid) == "symmetric"))
         p = (a + 1.0) * (0.5 * m)
         f = p - np.floor(p)
         step = 2.0 / m

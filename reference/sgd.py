@@ -1,4 +1,4 @@
-"""Float64 SGD of ZipML (DESIGN.md §2): the maths every other layer is checked against.
+"""Float64 SGD of ZipML (docs/design.md §2): the maths every other layer is checked against.
 
 One epoch: the samples in the seeded order, quantized for the whole epoch in one vectorized
 call per code set, then minibatches of B samples:
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .quantize import check_bits, dequantize, quantize
+from .quantize import check_bits, check_grid, dequantize, quantize
 from .order import sample_order
 
 __all__ = ["LOSSES", "SGDConfig", "SGDResult", "sgd", "scalar_grad", "loss_value",
@@ -62,6 +62,7 @@ class SGDConfig:
     q: int = 8
     quantizer: str = "double"
     levels: np.ndarray | None = None
+    grid: str = "floor"
     epochs: int = 10
     lr: float = 0.1
     batch: int = 1
@@ -132,13 +133,17 @@ def quantized_copies(a, cfg: SGDConfig, rng, copies: int):
     """``copies`` independent quantized value copies of the rows ``a`` (float64)."""
     if cfg.quantizer == "full":
         return [a] * copies
+    g = cfg.grid
     if cfg.quantizer == "deterministic":
-        c = dequantize(quantize(a, cfg.q, rng, "nearest", cfg.levels), cfg.q, cfg.levels)
+        c = dequantize(quantize(a, cfg.q, rng, "nearest", cfg.levels, grid=g), cfg.q,
+                       cfg.levels, grid=g)
         return [c] * copies
     if cfg.quantizer == "naive":
-        c = dequantize(quantize(a, cfg.q, rng, "stochastic", cfg.levels), cfg.q, cfg.levels)
+        c = dequantize(quantize(a, cfg.q, rng, "stochastic", cfg.levels, grid=g), cfg.q,
+                       cfg.levels, grid=g)
         return [c] * copies
-    return [dequantize(quantize(a, cfg.q, rng, "stochastic", cfg.levels), cfg.q, cfg.levels)
+    return [dequantize(quantize(a, cfg.q, rng, "stochastic", cfg.levels, grid=g), cfg.q,
+                       cfg.levels, grid=g)
             for _ in range(copies)]
 
 
@@ -160,6 +165,7 @@ def _check(A, b, cfg: SGDConfig):
     if cfg.quantizer not in ("double", "naive", "deterministic", "full"):
         raise ValueError(f"unknown quantizer {cfg.quantizer!r}")
     check_bits(cfg.q)
+    check_grid(cfg.grid)
     if not (cfg.lr > 0 and np.isfinite(cfg.lr)):
         raise ValueError(f"lr must be positive, got {cfg.lr!r}")
     if cfg.epochs < 1 or cfg.batch < 1:
@@ -187,8 +193,14 @@ def sgd(A, b, cfg: SGDConfig, order=None, callback=None, x0=None) -> SGDResult:
     x = np.zeros(d) if x0 is None else np.array(x0, dtype=np.float64)
     res = SGDResult(x=x)
     B = int(cfg.batch)
-    bits_per_value = 32 if cfg.quantizer == "full" else cfg.q
     copies_moved = 2 if cfg.quantizer == "double" else 1
+    if cfg.quantizer == "full":
+        value_bits = 32
+    elif cfg.grid == "floor" and cfg.levels is None:
+        # the copies share the floor t (q bits) and add a carry bit each
+        value_bits = cfg.q + copies_moved
+    else:
+        value_bits = cfg.q * copies_moved
     nonlinear = cfg.loss != "squared"
     use_poly = nonlinear and cfg.quantizer == "double" and not cfg.refetch
     use_refetch = nonlinear and cfg.refetch and cfg.quantizer != "full"
@@ -197,7 +209,7 @@ def sgd(A, b, cfg: SGDConfig, order=None, callback=None, x0=None) -> SGDResult:
     if cfg.levels is not None:
         delta = float(np.max(np.diff(cfg.levels))) if len(cfg.levels) > 1 else 0.0
     else:
-        delta = 2.0 / ((1 << cfg.q) - 1)
+        delta = 2.0 / ((1 << cfg.q) - (cfg.grid == "symmetric"))
     for e in range(cfg.epochs):
         lr = cfg.lr * cfg.decay ** e
         perm = np.asarray(order(n, e, cfg.seed))
@@ -212,7 +224,7 @@ def sgd(A, b, cfg: SGDConfig, order=None, callback=None, x0=None) -> SGDResult:
             Q = quantized_copies(a, cfg, rng, 2 if cfg.quantizer == "double" else 1)
             Qg, Qd = Q[0], Q[-1:]
         mrng = np.random.default_rng([cfg.seed, e, 0xE2E])   # end-to-end rounding draws
-        res.bits_moved += n * d * bits_per_value * copies_moved
+        res.bits_moved += n * d * value_bits
         for k, s in enumerate(range(0, n, B)):
             sl = slice(s, s + B)
             if use_poly and k % POLY_REFRESH == 0:

@@ -278,7 +278,7 @@ def test_block_saturation_and_rounding_by_hand():
     ("short", "stream ends inside the pass"),
     ("pending", "pending"),
     ("highbits", "bits set above"),
-    ("buffer", "buffer words"),
+    ("buffer", "code buffer needs"),
 ])
 def test_golden_rejects_malformed_streams(bad, match):
     config = EngineConfig(W=8, D_MAX=64, B_MAX=3, BUF_DEPTH=2 * 8)

@@ -1,6 +1,6 @@
 """The golden model's distance from float SGD on the same codes, in the same order.
 
-Float SGD here is DESIGN.md §2 in float64 on the dequantized codes: for each batch,
+Float SGD here is docs/design.md §2 in float64 on the dequantized codes: for each batch,
 ``x <- x - lr * sum_s v1_s (v2_s . x - b_s) - 2**-l2_shift * x``, where the dots of a batch use
 the model after all earlier batches (what docs/engine.md promises).  The lr is the one the
 engine registers implement (``effective_lr``), so what is left is only the fixed-point error:

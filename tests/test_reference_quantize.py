@@ -9,7 +9,7 @@ from zipml.reference.quantize import dequantize, grid, quantize, variance
 @pytest.mark.parametrize("q", [1, 2, 3, 8])
 def test_grid_is_the_symmetric_uniform_grid(q):
     m = 2 ** q - 1
-    # written from DESIGN.md §2, not from the code: v(c) = (2c - m)/m
+    # written from docs/design.md §2, not from the code: v(c) = (2c - m)/m
     expect = np.array([(2 * c - m) / m for c in range(m + 1)])
     assert np.array_equal(grid(q), expect)
     assert grid(q)[0] == -1 and grid(q)[-1] == 1

@@ -1,0 +1,206 @@
+"""Store mode, bit-exact (docs/store.md): stored codes, the on-chip generator, the store feed.
+
+The host uploads an epoch segment of p-bit **stored codes** once; every epoch the board's store
+feed turns it into the engine's floor-grid stream, drawing each carry afresh from the on-chip
+``xorshift64`` generators.  This module is the feed's golden model: :func:`feed` returns exactly
+the words the gateware feed (`zipml.hw.store_feed`) gives the engine, and the generator state it
+leaves, which the next epoch continues from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .golden import EngineConfig, EngineRegs, label_words, parse_header
+
+__all__ = ["P_MAX", "GOLDEN_GAMMA", "MASK64", "FeedRegs", "xorshift64", "generators",
+           "seed_states", "check_seed", "store_codes", "stored_value", "feed"]
+
+#: largest stored precision p (the feed's ``store_p`` register is 5 bits; 0 = pass-through)
+P_MAX = 16
+#: seed of generator k = seed XOR (k * GOLDEN_GAMMA mod 2^64)
+GOLDEN_GAMMA = 0x9E3779B97F4A7C15
+MASK64 = (1 << 64) - 1
+
+
+def generators(W: int) -> int:
+    """K = ceil(2W / 64) generators: 2W random bits per remainder plane (two copies, W lanes)."""
+    return -(-2 * int(W) // 64)
+
+
+def xorshift64(x: int) -> int:
+    """One step of Marsaglia's xorshift64 (13, 7, 17): period 2^64 - 1 on nonzero states."""
+    x ^= (x << 13) & MASK64
+    x ^= x >> 7
+    x ^= (x << 17) & MASK64
+    return x
+
+
+def seed_states(seed: int, W: int) -> list[int]:
+    """The K generator states the 64-bit ``seed`` register loads."""
+    seed = int(seed)
+    if not 0 <= seed <= MASK64:
+        raise ValueError(f"seed must be an unsigned 64-bit integer, got {seed}")
+    return [seed ^ ((k * GOLDEN_GAMMA) & MASK64) for k in range(generators(W))]
+
+
+def check_seed(seed: int, W: int) -> int:
+    """``seed`` if every generator state it loads is nonzero, else one ValueError."""
+    states = seed_states(seed, W)
+    if not all(states):
+        raise ValueError(f"seed {seed:#x} loads a zero xorshift64 state (it would never move)")
+    return int(seed)
+
+
+@dataclass(frozen=True)
+class FeedRegs:
+    """The store feed's registers.
+
+    Parameters
+    ----------
+    p : int
+        Stored planes per value, ``q <= p <= P_MAX``; 0 = pass every word through.
+    round : int
+        0 = stochastic carries from the generator; 1 = nearest level (ties up).
+    """
+
+    p: int
+    round: int = 0
+
+    def check(self, regs: EngineRegs) -> None:
+        if not isinstance(self.p, (int, np.integer)) or not 0 <= self.p <= P_MAX:
+            raise ValueError(f"FeedRegs.p must be an integer in 0..{P_MAX}, got {self.p!r}")
+        if self.round not in (0, 1):
+            raise ValueError(f"FeedRegs.round must be 0 or 1, got {self.round!r}")
+        if self.p and regs.grid != 1:
+            raise ValueError("the store feed draws floor-grid codes: the engine's grid must be "
+                             "floor (1)")
+        if self.p and regs.q > self.p:
+            raise ValueError(f"q={regs.q} exceeds the stored precision p={self.p}")
+
+
+def store_codes(a, p: int) -> np.ndarray:
+    """Stored p-bit codes of values in [-1, 1]: ``s = clip(round((a + 1) 2^(p-1)) - 1, 0,
+    2^p - 1)`` (round half to even), so ``stored_value(s) = 2 (s + 1) / 2^p - 1``."""
+    if not isinstance(p, (int, np.integer)) or not 1 <= p <= P_MAX:
+        raise ValueError(f"stored precision p must be an integer in 1..{P_MAX}, got {p!r}")
+    a = np.asarray(a, dtype=np.float64)
+    s = np.rint((a + 1.0) * float(1 << (p - 1))) - 1.0
+    dtype = np.uint8 if p <= 8 else np.uint16
+    return np.clip(s, 0, (1 << p) - 1).astype(dtype)
+
+
+def stored_value(s, p: int) -> np.ndarray:
+    """The value a stored code stands for: ``2 (s + 1) / 2^p - 1``."""
+    return 2.0 * (np.asarray(s, dtype=np.float64) + 1.0) / float(1 << p) - 1.0
+
+
+def _random_bits(states: list[int], count: int, W: int) -> tuple[np.ndarray, list[int]]:
+    """(count, 2W) random bits of ``count`` generator steps, and the states after them."""
+    K = len(states)
+    out = np.empty((count, K), dtype=np.uint64)
+    st = list(states)
+    for i in range(count):
+        for k in range(K):
+            st[k] = xorshift64(st[k])
+            out[i, k] = st[k]
+    as_bytes = out.astype("<u8").view(np.uint8).reshape(count, 8 * K)
+    return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :2 * W], st
+
+
+def _words_to_bits(words: np.ndarray, W: int) -> np.ndarray:
+    b = np.ascontiguousarray(words.astype("<u8")).view(np.uint8).reshape(-1, 8)
+    return np.unpackbits(b, axis=1, bitorder="little")[:, :W]
+
+
+def _bits_to_words(bits: np.ndarray) -> np.ndarray:
+    W = bits.shape[-1]
+    padded = np.zeros(bits.shape[:-1] + (64,), dtype=np.uint8)
+    padded[..., :W] = bits
+    return np.packbits(padded, axis=-1, bitorder="little").view("<u8")[..., 0]
+
+
+def _carry(r_bits: np.ndarray, u_bits: np.ndarray) -> np.ndarray:
+    """delta = [u <= r], MSB first over the remainder planes: (m, ..., W) -> (..., W)."""
+    gt = np.zeros(r_bits.shape[1:], dtype=bool)
+    lt = np.zeros(r_bits.shape[1:], dtype=bool)
+    for j in range(r_bits.shape[0]):
+        r, u = r_bits[j].astype(bool), u_bits[j].astype(bool)
+        und = ~(gt | lt)
+        lt |= und & r & ~u
+        gt |= und & u & ~r
+    return (~gt).astype(np.uint8)
+
+
+def feed(config: EngineConfig, regs: EngineRegs, fregs: FeedRegs, words, states):
+    """The engine stream the store feed makes of a stored segment, and the generator states
+    after it.
+
+    Parameters
+    ----------
+    config : EngineConfig
+    regs : EngineRegs
+        The engine's registers (q, mode, d, grid are read).
+    fregs : FeedRegs
+    words : 1-D unsigned int array
+        The stored segment (``pack_segment(W, p, 1, s, L, B)``).
+    states : list of int
+        The K generator states before the segment (:func:`seed_states`, or a previous call's).
+
+    Returns
+    -------
+    (engine_words, states) : (uint64 array, list of int)
+    """
+    regs.check(config)
+    fregs.check(regs)
+    W = config.W
+    words = np.asarray(words, dtype=np.uint64)
+    states = [int(s) for s in states]
+    if len(states) != generators(W):
+        raise ValueError(f"W={W} needs {generators(W)} generator states, got {len(states)}")
+    if fregs.p == 0:
+        return words.copy(), states
+    p, q, mode, rnd = int(fregs.p), int(regs.q), int(regs.mode), int(fregs.round)
+    m = p - q
+    C = -(-int(regs.d) // W)
+    LW = label_words(W)
+    out_g = q + 2 if mode == 0 else q + 1
+    wl = words.tolist()
+    bits = None
+    pieces = []
+    pos = 0
+    N = len(wl)
+    while pos < N:
+        n_dot, n_grad = parse_header(wl[pos])
+        need = n_dot * LW + C * n_dot * p
+        if pos + 1 + need > N:
+            raise ValueError(f"stored segment ends inside a pass (word {pos}: needs {need} "
+                             f"words after the header, {N - pos - 1} left)")
+        pieces.append(words[pos:pos + 1 + n_dot * LW])
+        g0 = pos + 1 + n_dot * LW
+        groups = C * n_dot
+        if groups:
+            if bits is None:
+                bits = _words_to_bits(words, W)
+            planes = bits[g0:g0 + groups * p].reshape(groups, p, W)
+            outb = np.empty((groups, out_g, W), dtype=np.uint8)
+            outb[:, :q] = planes[:, :q]
+            # the generator steps once per remainder plane, group after group
+            u, states = _random_bits(states, groups * m, W)
+            u = u.reshape(groups, m, 2 * W).transpose(1, 0, 2)         # (m, groups, 2W)
+            r = planes[:, q:].transpose(1, 0, 2)                          # (m, groups, W)
+            if rnd:
+                u_dot = np.ones((m, groups, W), dtype=np.uint8)
+                if m:
+                    u_dot[0] = 0
+            else:
+                u_dot = u[:, :, :W]
+            outb[:, q] = _carry(r, u_dot)
+            if mode == 0:
+                outb[:, q + 1] = _carry(r, u[:, :, W:]) if not rnd else outb[:, q]
+            pieces.append(_bits_to_words(outb.reshape(-1, W)))
+        pos = g0 + groups * p
+    out = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint64)
+    return out.astype(np.uint64), states
