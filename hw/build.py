@@ -28,9 +28,11 @@ import os
 import pathlib
 import re
 import shutil
+import subprocess
 import sys
 import time
 
+from ..reference.files import write_json
 from .boards import BOARDS, board_spec, make_top
 
 
@@ -446,7 +448,6 @@ def main(argv=None):
         print(f"zipml build: error: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        from ..host.files import write_json
         write_json(args.json, report, indent=2)
     if not report["fits"]:
         over = ", ".join(f"{bel} {u['used']}/{u['available']}"
@@ -494,8 +495,6 @@ def programmer_command(board, bitstream, *, write_flash=False, which=shutil.whic
 
 def flash_main(argv=None):
     """``zipml flash``: program a built bitstream into the board."""
-    import subprocess
-
     ap = argparse.ArgumentParser(prog="zipml flash",
                                  description="Program a bitstream built by `zipml build`.")
     ap.add_argument("--board", required=True, choices=sorted(BOARDS))
