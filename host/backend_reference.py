@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..reference.levels import optimal_levels
 from ..reference.sgd import MODEL_LOSS, SGDConfig, loss_value, sgd
 from .backends import report
 from .problem import Prepared, TrainOptions, TrainResult, resolve
@@ -18,7 +19,6 @@ def config_for(prepared: Prepared, options: TrainOptions) -> SGDConfig:
         options = resolve(prepared, options)
     levels = None
     if options.levels == "optimal":
-        from ..reference.levels import optimal_levels
         # one table for all features, from the training data itself
         levels = optimal_levels(prepared.A, 1 << min(options.bits, 8))
     return SGDConfig(loss=MODEL_LOSS[options.model], q=options.bits, quantizer=options.quantizer,

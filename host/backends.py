@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 
+from .problem import resolve
+
 __all__ = ["BACKENDS", "BackendUnavailable", "load", "train", "report"]
 
 BACKENDS = {
@@ -56,7 +58,6 @@ def report(progress, epoch: int, mse: float) -> None:
 
 def train(prepared, options, progress=None):
     """Validate and resolve ``options``, then train with ``options.backend``."""
-    from .problem import resolve
     options.validate()
     fn = load(options.backend)
     return fn(prepared, resolve(prepared, options), progress)

@@ -43,12 +43,16 @@ import json
 import os
 import pathlib
 import platform
+import subprocess
 import sys
 import time
 
 import numpy as np
 
+from ..hw.protocol import MAX_PAYLOAD, Command, encode_frame
+from ..reference.engine_job import EngineJob
 from ..reference.golden import ARCHS, EngineConfig
+from ..sim import engine_rtl
 from .files import write_json
 
 __all__ = ["CONFIGS", "QUANTIZERS", "engine_rows", "bench_engine", "bench_host", "main"]
@@ -79,7 +83,6 @@ def _problem(n: int, d: int, seed: int):
 
 
 def _job(A, b, quantizer, q, B, config, seed):
-    from ..reference.engine_job import EngineJob
     return EngineJob.build(A, b, quantizer=quantizer, q=q, lr=2.0 ** -8, B=B, seed=seed,
                            order=_order, config=config)
 
@@ -104,8 +107,6 @@ def engine_rows(config: EngineConfig, *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds
         ``cycles``, ``seconds`` (stream + drain, in Verilator), ``cycles_per_s``,
         ``build_seconds`` (Verilog conversion + Verilator build or cache hit).
     """
-    from ..sim import engine_rtl
-
     t0 = time.perf_counter()
     sim = engine_rtl.model_for(config)
     build_seconds = time.perf_counter() - t0
@@ -153,7 +154,6 @@ def engine_rows(config: EngineConfig, *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds
 def _git_rev(path: str = "hw"):
     """Short hash of the last commit touching the gateware (None outside a git checkout), so a
     table can say which engine it measured."""
-    import subprocess
     root = pathlib.Path(__file__).resolve().parent.parent
     try:
         r = subprocess.run(["git", "log", "-1", "--format=%h", "--", path], cwd=root,
@@ -210,8 +210,7 @@ def bench_engine(widths=(32, 8), *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds=DEFA
                                 seed=seed, progress=progress)
         rows += r
         skipped += s
-        from ..sim.engine_rtl import top_name
-        sims[top_name(config)] = sim
+        sims[engine_rtl.top_name(config)] = sim
     if pnr is None:
         pnr = _default_pnr_paths()
     return {
@@ -235,7 +234,6 @@ def _link_share(words_bytes: bytes, max_frames: int = 256):
 
     Measured on the first ``max_frames`` frames of the stream (64 KiB: the stuffing rate is a
     property of the bytes, and framing Python is slow)."""
-    from ..hw.protocol import MAX_PAYLOAD, Command, encode_frame
     words_bytes = words_bytes[:max_frames * MAX_PAYLOAD]
     wire = 0
     for k, off in enumerate(range(0, len(words_bytes), MAX_PAYLOAD)):

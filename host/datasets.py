@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from sklearn.datasets import (load_breast_cancer, load_diabetes, load_digits, load_iris,
+                              load_linnerud, load_svmlight_file, load_wine)
 
 from .problem import Dataset
 
@@ -34,44 +36,39 @@ __all__ = ["BUNDLED", "load", "load_bundled", "load_svmlight", "names"]
 
 
 def _diabetes():
-    from sklearn.datasets import load_diabetes
     X, y = load_diabetes(return_X_y=True)
     return X, y, "regression"
 
 
 def _breast_cancer():
-    from sklearn.datasets import load_breast_cancer
     X, y = load_breast_cancer(return_X_y=True)
     return X, np.where(y == 0, 1.0, -1.0), "classification"     # target 0 = malignant
 
 
 def _digits():
-    from sklearn.datasets import load_digits
     X, y = load_digits(return_X_y=True)
     return X, np.where(y >= 5, 1.0, -1.0), "classification"
 
 
 def _wine():
-    from sklearn.datasets import load_wine
     X, y = load_wine(return_X_y=True)
     return X, np.where(y == 0, 1.0, -1.0), "classification"
 
 
 def _iris():
-    from sklearn.datasets import load_iris
     X, y = load_iris(return_X_y=True)
     keep = y > 0
     return X[keep], np.where(y[keep] == 2, 1.0, -1.0), "classification"
 
 
 def _linnerud():
-    from sklearn.datasets import load_linnerud
     d = load_linnerud()
     return d.data, d.target[:, 0], "regression"
 
 
 def _statsmodels(name):
     try:
+        # lazy: statsmodels is optional (the `data` extra); only these sets need it
         from statsmodels import datasets as smd
     except ImportError:
         raise ValueError(f"dataset {name!r} ships with statsmodels, which is not installed "
@@ -128,7 +125,6 @@ def load_svmlight(path: str, task: str | None = None) -> Dataset:
     ``task`` None guesses: labels all in {-1, +1} -> classification, else regression.
     Raises ValueError naming the file for a missing, empty or malformed file.
     """
-    from sklearn.datasets import load_svmlight_file
     if not os.path.exists(path):
         raise ValueError(f"no such file: {path}")
     if os.path.isdir(path):

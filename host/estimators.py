@@ -13,12 +13,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import backends
+from .device import train_board
+from .problem import TrainOptions, prepare, resolve
+
 __all__ = ["ZipMLRegressor", "ZipMLClassifier"]
 
 
 class _ZipMLBase(BaseEstimator):
     def _options(self, model):
-        from .problem import TrainOptions
         return TrainOptions(model=model, bits=self.bits, quantizer=self.quantizer,
                             levels=self.levels, epochs=self.epochs, lr=self.lr,
                             batch=self.batch, seed=self.seed, lam=self.lam, decay=self.decay,
@@ -26,14 +29,11 @@ class _ZipMLBase(BaseEstimator):
                             board=self.board, precondition=self.precondition)
 
     def _fit_binary(self, X, y, model, task):
-        from . import backends
-        from .problem import prepare, resolve
         options = self._options(model)
         prepared = prepare(X, y, task, intercept=self.fit_intercept,
                            precondition=self.precondition)
         if self.backend == "board":
             # the serial link's rate is not a training option: the board backend takes it
-            from .device import train_board
             res = train_board(prepared, resolve(prepared, options.validate()), baud=self.baud)
         else:
             res = backends.train(prepared, options)

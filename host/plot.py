@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
 __all__ = ["plot_losses"]
 
 
@@ -15,16 +18,13 @@ def plot_losses(path: str, curves: dict, optimum: float | None = None,
     Written to a temporary file in the target folder and renamed, so a failed run never leaves
     a half-written plot.  Returns ``path``.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    # a Figure of its own, not pyplot's: no global backend or figure state, renders with Agg
+    fig = Figure(figsize=(6.4, 4.2), dpi=110)
+    ax = fig.subplots()
     for label, ys in curves.items():
         ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=label)
     if optimum is not None:
         ax.axhline(optimum, ls="--", color="k", lw=1, label="least-squares optimum")
-    from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
@@ -44,7 +44,6 @@ def plot_losses(path: str, curves: dict, optimum: float | None = None,
         fig.savefig(tmp, format="png")
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path

@@ -27,6 +27,11 @@ from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, In
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.cdc import FFSynchronizer
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+from .pnr_top import PnrTop
+from .soc import System, engine_class
 
 
 __all__ = ["BoardSpec", "BOARDS", "board_spec", "ice40_pll", "ecp5_pll", "PLLClocking",
@@ -167,12 +172,10 @@ class BoardSpec:
     def platform(self):
         """A fresh amaranth-boards platform instance (platforms are single-use)."""
         if self.name == "icebreaker":
-            from amaranth_boards.icebreaker import ICEBreakerPlatform
             platform = ICEBreakerPlatform()
             # The snap-off PMOD that ships attached: five more LEDs (led 2..6).
             platform.add_resources(platform.break_off_pmod)
             return platform
-        from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
         class _ULX3S(ULX3S_85F_Platform):
             # amaranth-boards lists openFPGALoader among the *build* tools of the ULX3S; it is
@@ -456,13 +459,9 @@ class EngineBoardTop(Elaboratable):
         self.engine_cls = engine_cls
 
     def elaborate(self, platform):
-        from .pnr_top import PnrTop
-
         m = Module()
         m.domains.sync = ClockDomain("sync")
         m.submodules.clocking = self.clocking
-        from .soc import engine_class
-
         params = dict(self.engine_params)
         arch = params.pop("ARCH", "parallel")
         engine_cls = self.engine_cls or engine_class(arch)
@@ -502,8 +501,6 @@ class SystemBoardTop(Elaboratable):
 
     def make_system(self):
         """The board's `zipml.hw.soc.System` (on iCE40 with its store in SPRAM)."""
-        from .soc import System
-
         if self.spec.family == "ice40":
             class BoardSystem(System):
                 def make_store(self):

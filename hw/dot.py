@@ -10,6 +10,7 @@ from amaranth.hdl import Module, Signal, Mux, Cat, Const, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
+from ..reference.golden import plane_sum
 from .model_mem import MW
 
 __all__ = ["PlaneDot", "DotAccumulate", "G", "sum_width", "acc_width"]
@@ -115,7 +116,6 @@ class PlaneDot(wiring.Component):
 
     def model(self, bits, mask, x):
         """Bit-exact NumPy model (delegates to `zipml.reference.golden.plane_sum`)."""
-        from ..reference.golden import plane_sum
         return plane_sum(x, bits, mask)
 
 

@@ -14,6 +14,8 @@ LFSR-driven stream keeps the datapath toggling in the built bitstream, which bli
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 
+from .engine import Engine
+
 
 __all__ = ["PnrTop", "lfsr_taps"]
 
@@ -69,7 +71,7 @@ class PnrTop(Elaboratable):
 
     def __init__(self, W, D_MAX, B_MAX, BUF_DEPTH, *, engine_cls=None, **options):
         if engine_cls is None:
-            from .engine import Engine as engine_cls
+            engine_cls = Engine
         # options: further engine synthesis options (e.g. L2=False for a build without shrink)
         self.params = dict(W=W, D_MAX=D_MAX, B_MAX=B_MAX, BUF_DEPTH=BUF_DEPTH, **options)
         self.engine = engine_cls(**self.params)
