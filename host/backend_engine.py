@@ -140,8 +140,52 @@ def _opt(options, name, default=None):
     return getattr(options, name, default)
 
 
-def engine_job_for(prepared, options, config: EngineConfig | None = None) -> job.EngineJob:
+#: the stored precision store mode picks by itself at most (docs/store.md): beyond 8 bits the
+#: stored value's error (2^-p) is far below any engine grid's step, and every stored plane costs
+#: a store read per group every epoch; ``--store-bits`` goes up to `zipml.reference.store.P_MAX`
+STORE_BITS_AUTO_MAX = 8
+
+
+def store_precision(n: int, d: int, q: int, config: EngineConfig, B: int, store_depth: int,
+                    requested: int | None = None, quantizer: str = "double") -> int:
+    """The stored precision p of store mode: ``requested``, or the largest p in
+    q..STORE_BITS_AUTO_MAX whose segment fits ``store_depth`` words.
+
+    Raises ValueError naming the store, the segment and the way out (streaming) when nothing
+    fits, or when ``requested`` does not.
+    """
+    from ..reference.pack import segment_words
+    from ..reference.store import P_MAX
+
+    lo = 1 if quantizer == "full" else int(q)
+
+    def words(p):
+        return segment_words(n, d, p, config.W, B, 1)
+
+    if requested is not None:
+        if not (isinstance(requested, int) and lo <= requested <= P_MAX):
+            raise ValueError(f"--store-bits must be in {lo}..{P_MAX} (at least q = {q}), "
+                             f"got {requested!r}")
+        if words(requested) > store_depth:
+            raise ValueError(f"the data stored at p = {requested} bits is {words(requested)} "
+                             f"words; the store holds {store_depth}: lower --store-bits or "
+                             f"train without --replay (streaming)")
+        return int(requested)
+    hi = max(lo, STORE_BITS_AUTO_MAX)
+    for p in range(hi, lo - 1, -1):
+        if words(p) <= store_depth:
+            return p
+    raise ValueError(f"the data does not fit the sample store at any precision >= {lo} bits "
+                     f"({words(lo)} words at p = {lo}; the store holds {store_depth}): train "
+                     f"without --replay (streaming)")
+
+
+def engine_job_for(prepared, options, config: EngineConfig | None = None,
+                   store_depth: int | None = None) -> job.EngineJob:
     """Check that the engine can run these options and build the job.
+
+    With ``options.replay`` the job is in store mode (docs/store.md) at the stored precision
+    :func:`store_precision` picks for a store of ``store_depth`` words (the build's).
 
     Raises ValueError with one message naming what the engine cannot do.
     """
@@ -163,11 +207,25 @@ def engine_job_for(prepared, options, config: EngineConfig | None = None) -> job
                              f"use --backend reference")
     lr = _opt(options, "lr")
     lam = _opt(options, "lam", 0.0) or 0.0
+    quantizer = _opt(options, "quantizer", "double")
+    q = int(_opt(options, "bits", 8))
+    B = int(_opt(options, "batch", 1) or 1)
+    grid = _opt(options, "grid", "floor")
+    store_p = 0
+    if _opt(options, "replay", False):
+        if grid != "floor":
+            raise ValueError("--replay (store mode) draws floor-grid codes on chip every epoch; "
+                             "the symmetric grid streams only: drop --replay or --grid symmetric")
+        cfg = config or job.DEFAULT_CONFIG
+        n, d = prepared.A.shape
+        store_p = store_precision(n, d, q, cfg, B,
+                                  DEFAULT_STORE_DEPTH if store_depth is None else store_depth,
+                                  _opt(options, "store_bits"), quantizer)
     return job.EngineJob.build(
-        prepared.A, prepared.b, quantizer=_opt(options, "quantizer", "double"),
-        q=int(_opt(options, "bits", 8)), lr=float(lr), B=int(_opt(options, "batch", 1) or 1),
+        prepared.A, prepared.b, quantizer=quantizer, q=q, lr=float(lr), B=B,
         seed=int(_opt(options, "seed", 0) or 0), l2=float(lam),
-        decay_factor=_decay_factor(options), order=sample_order, config=config)
+        decay_factor=_decay_factor(options), order=sample_order, config=config, grid=grid,
+        store_p=store_p)
 
 
 def _decay_factor(options):
@@ -178,7 +236,8 @@ def _decay_factor(options):
 
 
 def train_engine(prepared, options, progress=None, *, runner, config: EngineConfig | None = None,
-                 caps: dict | None = None, backend: str = "golden"):
+                 caps: dict | None = None, backend: str = "golden",
+                 store_depth: int | None = None):
     """Train with ``runner(config, regs, words, init_model) -> EngineResult`` per epoch segment.
 
     ``caps`` are the build's options (`zipml.hw.protocol.decode_caps`; None: all of them): a
@@ -188,25 +247,27 @@ def train_engine(prepared, options, progress=None, *, runner, config: EngineConf
     -------
     zipml.host.problem.TrainResult
         ``model_raw`` the final model words, ``cycles`` the summed cycle counter (None when the
-        runner has no clock), ``bits_moved`` every stream bit (headers and labels included),
-        ``mse`` per epoch in user units, ``extra`` the registers, the engine config, whether
-        it has L2, and the counters.
+        runner has no clock), ``bits_moved`` every bit of the engine's input stream (headers
+        and labels included), ``mse`` per epoch in user units, ``extra`` the registers, the
+        engine config, whether it has L2, the counters, ``link_bits`` (bits the host sends:
+        every streamed word, or the stored segment once) and ``store_bits`` (bits read from
+        the sample store, every epoch; 0 when streaming).
     """
     from .problem import TrainResult
 
-    ej = engine_job_for(prepared, options, config)
+    ej = engine_job_for(prepared, options, config, store_depth)
     caps = {"L2": True, "ARCH": ej.config.ARCH} if caps is None else caps
     check_regs(ej.regs, caps)
     epochs = int(_opt(options, "epochs", 1))
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    replay = bool(_opt(options, "replay", False))
+    replay = ej.store_p > 0
     X = np.zeros(ej.d, dtype=np.int64)
     mse, bits, samples, words = [], 0, 0, 0
     cycles, stalls, overflow = 0, 0, False
     has_clock = True
     for e in range(epochs):
-        words_e = ej.epoch_stream(0 if replay else e)
+        words_e = ej.epoch_stream(e)
         res = runner(ej.config, ej.epoch_regs(e), words_e, init_model=X)
         X = np.asarray(res.model_words, dtype=np.int64)
         bits += int(words_e.size) * ej.config.W
@@ -229,8 +290,13 @@ def train_engine(prepared, options, progress=None, *, runner, config: EngineConf
                "config": dict(ej.config.__dict__), "L2": bool(caps["L2"]), "samples": samples,
                "words": words, "stall_cycles": stalls if has_clock else None,
                "overflow": overflow,
-               "lr_effective": job.effective_lr(ej.regs.step, ej.regs.step_shift, ej.regs.q),
-               "replay": replay, "model_scaled": x.tolist()})
+               "lr_effective": job.effective_lr(ej.regs.step, ej.regs.step_shift, ej.regs.q,
+                                                ej.regs.grid),
+               "grid": "floor" if ej.regs.grid else "symmetric",
+               "replay": replay, "store_p": ej.store_p,
+               "link_bits": ej.store_bits() if replay else bits,
+               "store_bits": ej.store_bits() * epochs if replay else 0,
+               "model_scaled": x.tolist()})
 
 
 def train_golden(prepared, options, progress=None, config: EngineConfig | None = None):
@@ -239,7 +305,7 @@ def train_golden(prepared, options, progress=None, config: EngineConfig | None =
     from ..reference.golden import run
     build = board_build(_opt(options, "board"), config)
     return train_engine(prepared, options, progress, runner=run, config=build.config,
-                        caps=build.caps, backend="golden")
+                        caps=build.caps, backend="golden", store_depth=build.store_depth)
 
 
 def train_rtl(prepared, options, progress=None, config: EngineConfig | None = None):
@@ -253,7 +319,7 @@ def train_rtl(prepared, options, progress=None, config: EngineConfig | None = No
         raise BackendUnavailable(f"the rtl backend needs the Verilator simulation of "
                                  f"zipml.hw.engine: {exc}") from exc
     return train_engine(prepared, options, progress, runner=run, config=build.config,
-                        caps=build.caps, backend="rtl")
+                        caps=build.caps, backend="rtl", store_depth=build.store_depth)
 
 
 # -- adapters to zipml.host.problem ------------------------------------------------------------

@@ -318,6 +318,7 @@ class TrainOptions:
     degree: int = 7
     refetch: bool = False
     replay: bool = False
+    store_bits: int | None = None
     precondition: str = "whiten"
 
     def validate(self, max_bits: int = 32) -> "TrainOptions":

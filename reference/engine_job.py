@@ -16,13 +16,14 @@ samples come in the order ``sample_order(n, e, seed)`` of :mod:`zipml.reference.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import pack
-from .golden import F, STEP_BITS, EngineConfig, EngineRegs, decay
+from . import pack, store
+from .golden import F, STEP_BITS, EngineConfig, EngineRegs, decay, dot_group_words
 from .order import sample_order
+from .quantize import GRIDS, check_grid, floor_split
 
 __all__ = [
     "DEFAULT_CONFIG", "QUANTIZERS", "engine_mode", "step_registers", "effective_lr",
@@ -50,16 +51,20 @@ def engine_mode(quantizer: str, q: int) -> tuple[int, int]:
     return QUANTIZERS[quantizer], int(q)
 
 
-def step_registers(lr: float, q: int) -> tuple[int, int]:
-    """(STEP, STEP_SHIFT) with ``STEP * 2**-STEP_SHIFT ~= lr * 2**(2q) / (2**q - 1)**2``.
+def _step_factor(q: int, grid: int) -> float:
+    """1 / k_q^2: the symmetric grid's two ``2**q / (2**q - 1)`` factors undo the ``1/2**(p+1)``
+    plane weights of the dot and the grad; the floor grid's planes weigh exactly v(c)."""
+    return 1.0 if grid else float(1 << (2 * q)) / float(((1 << q) - 1) ** 2)
 
-    The two ``2**q / (2**q - 1)`` factors undo the ``1/2**(p+1)`` plane weights of the dot and
-    the grad (docs/engine.md, Scalar).  STEP_SHIFT is the largest of 0..63 whose rounded STEP
-    still fits 18 bits, so the mantissa keeps 17-18 significant bits.
+
+def step_registers(lr: float, q: int, grid: int = 0) -> tuple[int, int]:
+    """(STEP, STEP_SHIFT) with ``STEP * 2**-STEP_SHIFT ~= lr / k_q**2`` (docs/engine.md,
+    Scalar).  STEP_SHIFT is the largest of 0..63 whose rounded STEP still fits 18 bits, so the
+    mantissa keeps 17-18 significant bits.
     """
     if not (isinstance(lr, (int, float, np.floating)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    K = float(lr) * float(1 << (2 * q)) / float(((1 << q) - 1) ** 2)
+    K = float(lr) * _step_factor(q, grid)
     top = (1 << STEP_BITS) - 1
     if round(K) > top:
         raise ValueError(f"lr={lr:g} is too large for the engine's step register "
@@ -77,9 +82,9 @@ def step_registers(lr: float, q: int) -> tuple[int, int]:
     return step, s
 
 
-def effective_lr(step: int, step_shift: int, q: int) -> float:
+def effective_lr(step: int, step_shift: int, q: int, grid: int = 0) -> float:
     """The float lr the registers actually implement (inverse of :func:`step_registers`)."""
-    return math.ldexp(step, -step_shift) * ((1 << q) - 1) ** 2 / float(1 << (2 * q))
+    return math.ldexp(step, -step_shift) / _step_factor(q, grid)
 
 
 def decay_shift_for(decay_factor: float) -> int:
@@ -167,12 +172,22 @@ class EngineJob:
     B: int
     seed: int
     order: object
+    store_p: int = 0
+    _feed_states: list = field(default_factory=list, repr=False)
 
     @classmethod
     def build(cls, A, b, *, quantizer: str, q: int, lr: float, B: int = 1, seed: int = 0,
               l2: float = 0.0, decay_factor: float | None = None, order=None,
-              config: EngineConfig | None = None) -> "EngineJob":
-        """Check the problem fits the engine and derive the registers."""
+              config: EngineConfig | None = None, grid: str = "floor",
+              store_p: int = 0) -> "EngineJob":
+        """Check the problem fits the engine and derive the registers.
+
+        ``grid`` is ``floor`` or ``symmetric`` (docs/engine.md, "Grids"); ``full`` streams
+        32-bit fixed point, where the grid makes no difference, on the symmetric grid.
+        ``store_p`` > 0 is store mode (docs/store.md): the data is stored once at p bits and the
+        store feed draws every epoch's floor-grid codes on chip; ``full`` then trains on the
+        stored value itself (q = p).
+        """
         config = config or DEFAULT_CONFIG
         A = np.asarray(A, dtype=np.float64)
         b = np.asarray(b, dtype=np.float64)
@@ -181,25 +196,41 @@ class EngineJob:
         if not np.isfinite(A).all() or np.abs(A).max() > 1:
             raise ValueError("A must be scaled into [-1, 1] (finite) before the engine sees it")
         n, d = A.shape
-        mode, eq = engine_mode(quantizer, q)
+        check_grid(grid)
+        if store_p:
+            if not (isinstance(store_p, (int, np.integer)) and 1 <= store_p <= store.P_MAX):
+                raise ValueError(f"stored precision p must be in 1..{store.P_MAX}, "
+                                 f"got {store_p!r}")
+            if grid != "floor":
+                raise ValueError("store mode draws floor-grid codes on chip: it needs "
+                                 "--grid floor (the symmetric grid streams only)")
+            if quantizer == "full":
+                mode, eq = 1, int(store_p)
+            else:
+                mode, eq = engine_mode(quantizer, q)
+                if eq > store_p:
+                    raise ValueError(f"q={eq} exceeds the stored precision p={store_p}")
+        else:
+            mode, eq = engine_mode(quantizer, q)
+        g = 1 if (grid == "floor" and (quantizer != "full" or store_p)) else 0
         if d > config.D_MAX:
             raise ValueError(f"d={d} features exceed this engine's D_MAX={config.D_MAX}")
         if not (isinstance(B, (int, np.integer)) and 1 <= B <= config.B_MAX):
             raise ValueError(f"minibatch B must be in 1..{config.B_MAX} on this engine, got {B!r}")
         C = -(-d // config.W)
-        if mode == 1 and min(B, n) * eq * C > config.BUF_DEPTH // 2:
+        if (mode == 1 or g) and min(B, n) * (eq + g) * C > config.BUF_DEPTH // 2:
             raise ValueError(
-                f"{quantizer} at q={eq} with d={d}, B={B} needs {min(B, n) * eq * C} code-buffer "
-                f"words per pass, the engine holds {config.BUF_DEPTH // 2}: lower B")
-        step, step_shift = step_registers(lr, eq)
+                f"{quantizer} at q={eq} with d={d}, B={B} needs {min(B, n) * (eq + g) * C} "
+                f"code-buffer words per pass, the engine holds {config.BUF_DEPTH // 2}: lower B")
+        step, step_shift = step_registers(lr, eq, g)
         regs = EngineRegs(q=eq, mode=mode, d=d, step=step, step_shift=step_shift,
                           decay_shift=decay_shift_for(decay_factor), n_epoch=n,
-                          l2_shift=l2_shift_for(lr, l2))
+                          l2_shift=l2_shift_for(lr, l2), grid=g)
         regs.check(config)
         if order is None:
             order = sample_order
         return cls(config=config, regs=regs, quantizer=quantizer, A=A, b=b, B=int(B),
-                   seed=int(seed), order=order)
+                   seed=int(seed), order=order, store_p=int(store_p))
 
     @property
     def n(self) -> int:
@@ -215,27 +246,93 @@ class EngineJob:
         return replace(self.regs, step=decayed_step(self.regs.step, self.regs.decay_shift, epoch))
 
     def epoch_codes(self, epoch: int):
-        """(order, dot_codes, grad_codes or None, L) of one epoch, samples in stream order."""
+        """(order, dot_codes, grad_codes or None, L) of one streamed epoch, samples in stream
+        order.  On the floor grid the codes are :func:`zipml.reference.pack.floor_group_codes`
+        (t and the carries, packed as one group) and grad_codes is None (they ride in the dot
+        group)."""
         order = np.asarray(self.order(self.n, epoch, self.seed))
         q = self.regs.q
         rng = np.random.default_rng([self.seed, epoch])
+        method = "stochastic" if self.quantizer in ("double", "naive") else "nearest"
+        L = pack.label_word(self.b[order], q, self.regs.grid)
+        if self.regs.grid:
+            # Q1 (grad) then Q2 (dot): successive draws, as the float reference takes them
+            t, deltas = floor_split(self.A, q, rng, method, rows=order,
+                                    copies=2 if self.quantizer == "double" else 1)
+            if self.quantizer == "double":
+                return order, pack.floor_group_codes(t, deltas[1], deltas[0]), None, L
+            return order, pack.floor_group_codes(t, deltas[0]), None, L
         # rows=order quantizes A[order] without building it (the same codes)
         if self.quantizer == "double":
             # Q1 (grad) then Q2 (dot, independent): two successive draws, in one pass over A
             grad, dot = quantize_codes(self.A, q, rng, "stochastic", rows=order, copies=2)
-        elif self.quantizer == "naive":
-            dot, grad = quantize_codes(self.A, q, rng, "stochastic", rows=order), None
-        else:                                                   # deterministic, full
-            dot, grad = quantize_codes(self.A, q, rng, "nearest", rows=order), None
-        return order, dot, grad, pack.label_word(self.b[order], q)
+        else:
+            dot, grad = quantize_codes(self.A, q, rng, method, rows=order), None
+        return order, dot, grad, L
+
+    @property
+    def group_words(self) -> int:
+        """Stream words of one dot group the engine takes (docs/engine.md, "Stream layout")."""
+        return dot_group_words(self.regs.q, self.regs.mode, self.regs.grid)
+
+    @property
+    def pack_mode(self) -> int:
+        """The packer's mode: the symmetric grid's mode, or 1 (no grad groups) on the floor."""
+        return 1 if self.regs.grid else self.regs.mode
 
     def epoch_stream(self, epoch: int) -> np.ndarray:
-        """The packed word stream of epoch ``epoch``'s segment."""
+        """The engine's word stream of epoch ``epoch``'s segment (in store mode: what the
+        store feed makes of the stored segment in that epoch, epochs computed in order)."""
+        if self.store_p:
+            return self._fed_stream(epoch)
         _, dot, grad, L = self.epoch_codes(epoch)
-        return pack.pack_segment(self.config.W, self.regs.q, self.regs.mode, dot, L, self.B,
-                                 grad)
+        return pack.pack_segment(self.config.W, self.group_words, self.pack_mode, dot, L,
+                                 self.B, grad)
 
     def epoch_bits(self) -> int:
-        """Bits one epoch segment moves (every stream word, headers and labels included)."""
-        return self.config.W * pack.segment_words(self.n, self.d, self.regs.q, self.config.W,
-                                                  self.B, self.regs.mode)
+        """Bits of one epoch's engine stream (every word, headers and labels included)."""
+        return self.config.W * pack.segment_words(self.n, self.d, self.group_words,
+                                                  self.config.W, self.B, self.pack_mode)
+
+    # ------------------------------------------------------------------ store mode
+
+    def stored_segment(self) -> np.ndarray:
+        """The segment the host uploads once: epoch 0's order, p-bit stored codes, floor-grid
+        labels (docs/store.md, "What is stored")."""
+        order = np.asarray(self.order(self.n, 0, self.seed))
+        s = store.store_codes(self.A[order], self.store_p)
+        L = pack.label_word(self.b[order], self.store_p, 1)
+        return pack.pack_segment(self.config.W, self.store_p, 1, s, L, self.B)
+
+    def store_bits(self) -> int:
+        """Bits of the stored segment: uploaded once (``link_bits``), read every epoch."""
+        return self.config.W * pack.segment_words(self.n, self.d, self.store_p, self.config.W,
+                                                  self.B, 1)
+
+    def feed_regs(self) -> store.FeedRegs:
+        """The store feed's registers: nearest rounding for deterministic and full."""
+        return store.FeedRegs(p=self.store_p,
+                              round=0 if self.quantizer in ("double", "naive") else 1)
+
+    def feed_seed(self) -> int:
+        """The 64-bit generator seed the host writes, derived from the job's seed."""
+        rng = np.random.default_rng([self.seed, 0x5EED])
+        while True:
+            s = int(rng.integers(1, 1 << 63)) << 1 | int(rng.integers(0, 2))
+            try:
+                return store.check_seed(s, self.config.W)
+            except ValueError:
+                continue
+
+    def _fed_stream(self, epoch: int) -> np.ndarray:
+        if not self._feed_states:
+            self._stored = self.stored_segment()
+            self._feed_states.append(store.seed_states(self.feed_seed(), self.config.W))
+        while len(self._feed_states) <= epoch:
+            e = len(self._feed_states) - 1
+            _, st = store.feed(self.config, self.epoch_regs(e), self.feed_regs(), self._stored,
+                               self._feed_states[e])
+            self._feed_states.append(st)
+        words, _ = store.feed(self.config, self.epoch_regs(epoch), self.feed_regs(),
+                              self._stored, self._feed_states[epoch])
+        return words

@@ -26,7 +26,7 @@ from .golden import F, label_words, make_header, parse_header
 
 __all__ = [
     "pack_planes", "unpack_planes", "label_word", "label_stream_words", "segment_headers",
-    "segment_words", "pack_segment", "unpack_segment",
+    "segment_words", "pack_segment", "unpack_segment", "floor_group_codes",
 ]
 
 _UINT_BY_BYTES = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
@@ -131,22 +131,37 @@ def unpack_planes(planes, q: int, W: int, d: int) -> np.ndarray:
     return codes.reshape(p.shape[:-2] + (p.shape[-2] * W,))[..., :d]
 
 
-def label_word(b, q: int) -> np.ndarray:
-    """Label word ``L = round(b * 2**F * (2**q - 1) / 2**q)`` (docs/engine.md, Loss).
+def label_word(b, q: int, grid: int = 0) -> np.ndarray:
+    """Label word ``L = round(b * 2**F * k_q)`` (docs/engine.md, Loss).
 
-    The ``(2**q - 1) / 2**q`` factor matches the dot accumulator, whose planes weigh
-    ``1/2**(p+1)``.  Rounding is half to even (``np.rint``); L is a host choice, the engine only
-    subtracts it.  Returns int64 values that fit signed 32 bits (ValueError otherwise).
+    ``k_q = (2**q - 1) / 2**q`` on the symmetric grid (grid 0) matches the dot accumulator,
+    whose planes weigh ``1/2**(p+1)``; on the floor grid (grid 1) the dot is exact and
+    ``k_q = 1``, so one label word serves every q.  Rounding is half to even (``np.rint``); L is a
+    host choice, the engine only subtracts it.  Returns int64 values that fit signed 32 bits
+    (ValueError otherwise).
     """
     _check_q(q)
     b = np.asarray(b, dtype=np.float64)
     if not np.isfinite(b).all():
         raise ValueError("labels must be finite")
-    L = np.rint(b * float(1 << F) * (((1 << q) - 1) / float(1 << q)))
+    k_q = 1.0 if grid else ((1 << q) - 1) / float(1 << q)
+    L = np.rint(b * float(1 << F) * k_q)
     if b.size and (L.min() < -(1 << 31) or L.max() > (1 << 31) - 1):
         raise ValueError(f"a label is too large for a 32-bit Q8.24 label word "
                          f"(|b| must stay below 128, got max |b| = {np.abs(b).max():g})")
     return L.astype(np.int64)
+
+
+def floor_group_codes(t, delta_dot, delta_grad=None) -> np.ndarray:
+    """The floor grid's dot groups as codes :func:`pack_segment` packs at ``q + 1`` planes
+    (``q + 2`` with ``delta_grad``): ``t << 1 | delta_dot`` (``t << 2 | delta_dot << 1 |
+    delta_grad``), so the planes are t MSB first, then ``delta_dot``, then ``delta_grad``
+    (docs/engine.md, "Stream layout").  Pack them with mode 1: no grad groups travel."""
+    t = np.asarray(t, dtype=np.uint32)
+    c = (t << np.uint32(1)) | np.asarray(delta_dot, dtype=np.uint32)
+    if delta_grad is not None:
+        c = (c << np.uint32(1)) | np.asarray(delta_grad, dtype=np.uint32)
+    return c.astype(np.uint16 if int(c.max(initial=0)) < (1 << 16) else np.uint32)
 
 
 def label_stream_words(L, W: int) -> np.ndarray:

@@ -47,12 +47,14 @@ def test_golden_backend_reaches_least_squares(diabetes, quantizer, bits, tol):
     assert all(isinstance(v, int) and -2**31 <= v < 2**31 for v in res.model_raw)
     n, d = diabetes.A.shape
     mode, q = job.engine_mode(quantizer, bits)
-    # bits moved: per epoch n+1 headers, n labels, and n*(2 if double else 1) groups of q planes
-    # per chunk, all W bits wide
+    # bits moved: per epoch n+1 headers, n labels, and per sample and chunk a dot group: on the
+    # floor grid q planes of t and a carry per copy (full: 32 planes on the symmetric grid)
     W = job.DEFAULT_CONFIG.W
     C = -(-d // W)
-    per_epoch = (n + 1) + n + C * q * n * (2 if mode == 0 else 1)
+    group = 32 if quantizer == "full" else q + (2 if quantizer == "double" else 1)
+    per_epoch = (n + 1) + n + C * group * n
     assert res.bits_moved == 20 * per_epoch * W
+    assert res.extra["link_bits"] == res.bits_moved and res.extra["store_bits"] == 0
 
 
 def test_golden_backend_is_deterministic_and_seeded(diabetes):
@@ -90,7 +92,7 @@ def test_golden_backend_tracks_the_float_reference(diabetes, quantizer, bits, ba
     res = backend_engine.train_golden(diabetes, opts, None)
     regs = res.extra["regs"]
     # the float run gets the lr and the L2 shrink the engine's registers implement
-    lr_eng = job.effective_lr(regs["step"], regs["step_shift"], regs["q"])
+    lr_eng = job.effective_lr(regs["step"], regs["step_shift"], regs["q"], regs["grid"])
     lam_eng = 2.0**-regs["l2_shift"] / lr_eng if regs["l2_shift"] else 0.0
     ref = sgd(diabetes.A, diabetes.b,
               SGDConfig(loss="squared", q=bits, quantizer=quantizer, epochs=4, lr=lr_eng,

@@ -19,7 +19,13 @@ G = 8
 
 def slow_engine(config, regs, words, init_model):
     """docs/engine.md in plain Python integers."""
-    W, q, d, mode = config.W, regs.q, regs.d, regs.mode
+    W, q, d, mode, grid = config.W, regs.q, regs.d, regs.mode, regs.grid
+    # floor grid: q + 1 planes, the carry weighs like the last plane; grad groups from the
+    # buffer; a double dot group has one more word, the grad copy's carry (docs/engine.md)
+    nplanes = q + grid
+    shifts = [p + 1 for p in range(q)] + ([q] if grid else [])
+    dot_words = q + (2 if grid and mode == 0 else grid)
+    from_buffer = grid == 1 or mode == 1
     C = -(-d // W)
     LW = -(-32 // W)
     X = [int(v) for v in init_model]
@@ -59,7 +65,7 @@ def slow_engine(config, regs, words, init_model):
         for k in range(C):
             grad_groups = []
             for s in range(n_grad):
-                if mode == 0:
+                if not from_buffer:
                     grad_groups.append(words[pos:pos + q])
                     pos += q
                 else:
@@ -71,23 +77,24 @@ def slow_engine(config, regs, words, init_model):
                         continue
                     U = 0
                     for s in range(n_grad):
-                        for p in range(q):
+                        for p in range(nplanes):
                             g = 1 if (grad_groups[s][p] >> i) & 1 else -1
-                            U += g * ((T_queue[s] << G) >> (p + 1))
+                            U += g * ((T_queue[s] << G) >> shifts[p])
                     shrink = X[j] >> regs.l2_shift if regs.l2_shift else 0
                     X[j] = sat(X[j] - ((U + 2**(G - 1)) >> G) - shrink)
             dot_groups = []
             for s in range(n_dot):
-                planes = words[pos:pos + q]
-                pos += q
-                dot_groups.append(planes)
-                for p in range(q):
+                planes = words[pos:pos + dot_words]
+                pos += dot_words
+                # the buffer keeps t and the grad copy's carry (the last word)
+                dot_groups.append(planes[:q] + planes[-1:] if grid else planes)
+                for p in range(nplanes):
                     S = 0
                     for i in range(W):
                         j = k * W + i
                         if j < d:
                             S += X[j] if (planes[p] >> i) & 1 else -X[j]
-                    A[s] += (S << G) >> (p + 1)
+                    A[s] += (S << G) >> shifts[p]
             new_buffer.append(dot_groups)
         buffer = new_buffer
         T_queue = []
@@ -104,8 +111,10 @@ def slow_engine(config, regs, words, init_model):
     return X, samples, pos, state["ovf"]
 
 
-def write_stream(rng, W, q, d, mode, batches, label_range, garbage=True):
+def write_stream(rng, W, q, d, mode, batches, label_range, garbage=True, grid=0):
     """Loop-based stream writer: pass t has len(batches[t]) dots; last pass has none."""
+    stream_grad = 1 if (mode == 0 and not grid) else 0
+    dot_words = q + (2 if grid and mode == 0 else grid)
     C = -(-d // W)
     LW = -(-32 // W)
     words = []
@@ -117,8 +126,8 @@ def write_stream(rng, W, q, d, mode, batches, label_range, garbage=True):
             for w in range(LW):
                 words.append((L >> (W * w)) & ((1 << min(W, 32)) - 1) if W < 32 else L)
         for k in range(C):
-            for _ in range((prev if mode == 0 else 0) + n_dot):
-                for _p in range(q):
+            for g in range(prev * stream_grad + n_dot):
+                for _p in range(q if g < prev * stream_grad else dot_words):
                     word = 0
                     for i in range(W):
                         if k * W + i < d or garbage:
@@ -146,8 +155,9 @@ for W in (8, 16, 32, 64):
 
 @pytest.mark.parametrize("W,d", CASES)
 @pytest.mark.parametrize("mode", [0, 1])
-def test_golden_matches_slow_engine(W, d, mode):
-    rng = np.random.default_rng([W, d, mode])
+@pytest.mark.parametrize("grid", [0, 1])
+def test_golden_matches_slow_engine(W, d, mode, grid):
+    rng = np.random.default_rng([W, d, mode, grid])
     B_MAX = 4
     config = EngineConfig(W=W, D_MAX=-(-300 // W) * W, B_MAX=B_MAX, BUF_DEPTH=2 * 4 * 10 * 32)
     for trial in range(3):
@@ -156,14 +166,15 @@ def test_golden_matches_slow_engine(W, d, mode):
         regs = EngineRegs(q=q, mode=mode, d=d, step=int(rng.integers(1, 2**18)),
                           step_shift=int(rng.integers(14, 26)),
                           decay_shift=int(rng.integers(0, 4)), n_epoch=int(rng.integers(0, 4)),
-                          l2_shift=int(rng.choice([0, 0, 3, 9])))
+                          l2_shift=int(rng.choice([0, 0, 3, 9])), grid=grid)
         init = rng.integers(-2**26, 2**26, size=d).tolist()
-        words = write_stream(rng, W, q, d, mode, batches, 2**25)
+        words = write_stream(rng, W, q, d, mode, batches, 2**25, grid=grid)
         compare(config, regs, words, init)
 
 
 @pytest.mark.parametrize("mode", [0, 1])
-def test_golden_saturation_sets_overflow_exactly_like_slow_engine(mode):
+@pytest.mark.parametrize("grid", [0, 1])
+def test_golden_saturation_sets_overflow_exactly_like_slow_engine(mode, grid):
     """Large model words, labels and steps: E, T and X' saturate; results must still agree."""
     rng = np.random.default_rng(7 + mode)
     config = EngineConfig(W=8, D_MAX=64, B_MAX=3, BUF_DEPTH=512)
@@ -172,9 +183,10 @@ def test_golden_saturation_sets_overflow_exactly_like_slow_engine(mode):
         q = int(rng.integers(1, 9))
         d = int(rng.integers(1, 20))
         regs = EngineRegs(q=q, mode=mode, d=d, step=2**18 - 1, step_shift=int(rng.integers(0, 8)),
-                          l2_shift=int(rng.choice([0, 1])))
+                          l2_shift=int(rng.choice([0, 1])), grid=grid)
         init = rng.integers(-2**31, 2**31, size=d).tolist()
-        words = write_stream(rng, 8, q, d, mode, rng.integers(1, 4, size=3), 2**31 - 1)
+        words = write_stream(rng, 8, q, d, mode, rng.integers(1, 4, size=3), 2**31 - 1,
+                             grid=grid)
         _, ovf = compare(config, regs, words, init)
         seen_ovf |= ovf
     assert seen_ovf, "the saturation case never saturated: the test would prove nothing"

@@ -96,3 +96,53 @@ def test_golden_stays_within_bound_of_float_sgd(dataset, quantizer, q, B, lr, l2
     # (breast_cancer, d = 31, 5 epochs). 1e-4 (~1700 ulp) leaves a 6x margin, while a wrong
     # plane weight or a lost 2^q/(2^q-1) factor moves the model by > 1e-2.
     assert worst < 1e-4, f"golden drifted {worst:.3g} from float SGD on the same codes"
+
+
+@pytest.mark.parametrize("dataset, quantizer, q, B, lr, l2", [
+    (load_diabetes, "double", 2, 1, 0.05, 0.0),
+    (load_diabetes, "double", 8, 2, 0.05, 0.0),
+    (load_breast_cancer, "naive", 3, 1, 0.002, 0.0),
+    (load_breast_cancer, "deterministic", 5, 4, 0.001, 0.1),
+])
+def test_golden_floor_grid_stays_within_bound_of_float_sgd(dataset, quantizer, q, B, lr, l2):
+    """The floor grid: a copy is t + delta with value 2 (t + delta) / 2^q - 1, written here from
+    docs/engine.md (not from the packer's helpers); labels round(b 2^24); step = lr."""
+    A, b = scaled(dataset)
+    n, d = A.shape
+    config = EngineConfig(W=16, D_MAX=64, B_MAX=4, BUF_DEPTH=2 * 4 * 2 * 32)
+    mode = 0 if quantizer == "double" else 1
+    step, shift = job.step_registers(lr, q, 1)
+    l2_shift = job.l2_shift_for(lr, l2)
+    regs = golden.EngineRegs(q=q, mode=mode, d=d, step=step, step_shift=shift, n_epoch=n,
+                             l2_shift=l2_shift, grid=1)
+    lr_eff = job.effective_lr(step, shift, q, 1)
+    rng = np.random.default_rng(2)
+    X = np.zeros(d, np.int64)
+    x = np.zeros(d)
+    worst = 0.0
+    for e in range(5):
+        order = rng.permutation(n)
+        a = A[order]
+        pos = (a + 1) * 2 ** (q - 1)
+        t = np.minimum(np.floor(pos), 2**q - 1).astype(np.int64)
+        frac = pos - t
+        if quantizer == "deterministic":
+            d1 = d2 = (frac >= 0.5).astype(np.int64)
+        else:
+            d1 = (rng.random(a.shape) < frac).astype(np.int64)
+            d2 = (rng.random(a.shape) < frac).astype(np.int64) if quantizer == "double" else d1
+        # dot group: t planes, the dot copy's carry (d2), and for double the grad copy's (d1)
+        codes = (t << 1) | d2
+        if mode == 0:
+            codes = (codes << 1) | d1
+        L = np.rint(b[order] * 2.0**24).astype(np.int64)
+        words = pack.pack_segment(config.W, q + 2 - mode, 1, codes, L, B)
+        res = golden.run(config, regs, words, init_model=X)
+        X = res.model_words
+        assert not res.overflow and res.samples == n
+        v = lambda c: 2.0 * c / 2**q - 1           # noqa: E731
+        x = float_epoch(x, v(t + d2), v(t + d1), L / 2.0**24, lr_eff, B, l2_shift)
+        worst = max(worst, np.abs(job.float_model(X) - x).max())
+    assert np.abs(x).max() > 0.05, "the float model did not move: the test would prove nothing"
+    # the same fixed-point budget as the symmetric grid's test above
+    assert worst < 1e-4, f"golden drifted {worst:.3g} from float SGD on the same codes"

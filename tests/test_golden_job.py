@@ -97,7 +97,8 @@ def test_epoch_codes_and_stream():
     rng = np.random.default_rng(0)
     A = rng.uniform(-1, 1, size=(23, 41))
     b = rng.uniform(-1, 1, size=23)
-    ej = job.EngineJob.build(A, b, quantizer="double", q=3, lr=0.05, B=2, seed=17)
+    ej = job.EngineJob.build(A, b, quantizer="double", q=3, lr=0.05, B=2, seed=17,
+                             grid="symmetric")
     for e in (0, 1):
         order, dot, grad, L = ej.epoch_codes(e)
         np.testing.assert_array_equal(order, sample_order(23, e, 17))
@@ -111,8 +112,74 @@ def test_epoch_codes_and_stream():
     assert not np.array_equal(ej.epoch_codes(0)[1], ej.epoch_codes(1)[1])
     assert ej.epoch_bits() == ej.config.W * ej.epoch_stream(0).size
     # single-sample quantizers: one code set, no grad codes in the stream
-    nv = job.EngineJob.build(A, b, quantizer="deterministic", q=4, lr=0.05, seed=17)
+    nv = job.EngineJob.build(A, b, quantizer="deterministic", q=4, lr=0.05, seed=17,
+                             grid="symmetric")
     _, dot, grad, _ = nv.epoch_codes(0)
     assert grad is None and nv.regs.mode == 1
     np.testing.assert_array_equal(
         dot, np.floor((A[sample_order(23, 0, 17)] + 1) / 2 * 15 + 0.5))
+
+
+def test_floor_epoch_codes_and_stream():
+    """Floor grid: the dot group packs t (q planes), the dot copy's carry and, for double, the
+    grad copy's carry; the copies are the float reference's floor-grid codes (Q1 drawn first);
+    labels are round(b 2^24) at every q; the step is lr itself."""
+    from zipml.reference import pack
+    from zipml.reference.order import sample_order
+    from zipml.reference.quantize import quantize
+    rng = np.random.default_rng(1)
+    A = rng.uniform(-1, 1, size=(19, 37))
+    A[:, -1] = 1.0                                  # the intercept
+    A[0, :5] = [-1.0, 0.0, 0.5, -0.25, 0.999]
+    b = rng.uniform(-1, 1, size=19)
+    for quantizer, q in (("double", 3), ("naive", 2), ("deterministic", 5)):
+        ej = job.EngineJob.build(A, b, quantizer=quantizer, q=q, lr=0.05, B=3, seed=5)
+        assert ej.regs.grid == 1 and ej.regs.mode == (0 if quantizer == "double" else 1)
+        assert job.effective_lr(ej.regs.step, ej.regs.step_shift, q, 1) == pytest.approx(
+            0.05, rel=2**-16)
+        for e in (0, 1):
+            order = sample_order(19, e, 5)
+            r = np.random.default_rng([5, e])
+            a = A[order]
+            t = np.minimum(np.floor((a + 1) * 2 ** (q - 1)), 2**q - 1).astype(np.int64)
+            if quantizer == "double":
+                c1 = quantize(a, q, r, grid="floor").astype(np.int64)
+                c2 = quantize(a, q, r, grid="floor").astype(np.int64)
+                want = (t << 2) | ((c2 - t) << 1) | (c1 - t)
+                words = q + 2
+            else:
+                c = quantize(a, q, r, "stochastic" if quantizer == "naive" else "nearest",
+                             grid="floor").astype(np.int64)
+                want = (t << 1) | (c - t)
+                words = q + 1
+            assert set(np.unique(want & ((1 << (words - q)) - 1))) <= set(range(4))
+            u = pack.unpack_segment(ej.epoch_stream(e), ej.config.W, words, 37, 1)
+            np.testing.assert_array_equal(u["dot_codes"], want)
+            np.testing.assert_array_equal(u["L"], np.rint(b[order] * 2**24))
+            # the intercept is t = 2^q - 1 with every carry 1
+            assert (want[:, -1] == (1 << (words - q)) * (2**q - 1) + (1 << (words - q)) - 1).all()
+        assert ej.epoch_bits() == ej.config.W * ej.epoch_stream(0).size
+
+
+def test_full_streams_on_the_symmetric_grid_at_q32():
+    rng = np.random.default_rng(2)
+    A = rng.uniform(-1, 1, size=(7, 5))
+    ej = job.EngineJob.build(A, rng.uniform(-1, 1, 7), quantizer="full", q=2, lr=0.05)
+    assert (ej.regs.q, ej.regs.mode, ej.regs.grid) == (32, 1, 0)
+
+
+def test_store_mode_job():
+    """Store mode: full trains on the stored value (q = p, floor, nearest); q > p and the
+    symmetric grid are refused."""
+    rng = np.random.default_rng(3)
+    A = rng.uniform(-1, 1, size=(9, 6))
+    b = rng.uniform(-1, 1, 9)
+    full = job.EngineJob.build(A, b, quantizer="full", q=2, lr=0.05, store_p=8)
+    assert (full.regs.q, full.regs.mode, full.regs.grid) == (8, 1, 1)
+    assert full.feed_regs().round == 1
+    dbl = job.EngineJob.build(A, b, quantizer="double", q=2, lr=0.05, store_p=8)
+    assert dbl.feed_regs().round == 0 and dbl.store_bits() == dbl.config.W * dbl.stored_segment().size
+    with pytest.raises(ValueError, match="exceeds the stored precision"):
+        job.EngineJob.build(A, b, quantizer="double", q=8, lr=0.05, store_p=4)
+    with pytest.raises(ValueError, match="floor"):
+        job.EngineJob.build(A, b, quantizer="double", q=2, lr=0.05, store_p=8, grid="symmetric")
