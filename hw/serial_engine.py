@@ -14,6 +14,7 @@ docs/gateware.md, "The lane-serial engine", describes the schedule and its laten
 
 from amaranth.hdl import Module, Signal, Mux, Cat, signed
 from amaranth.lib import wiring, data, enum
+from amaranth.lib.wiring import In
 from amaranth.lib.memory import Memory
 
 from .dot import G, sum_width, acc_width
@@ -35,7 +36,7 @@ class _State(enum.Enum, shape=2):
 class _Kind(enum.Enum, shape=2):
     GRAD = 0     # a grad plane word: U_i += +-term for every lane
     WB = 1       # the write-back of a chunk (no stream word): X' = sat32(X - shrink - U >> G)
-    DOT = 2      # a dot plane word: S = sum of +-X_i, then A_s += (S << G) >> (p + 1)
+    DOT = 2      # a dot plane word: S = sum of +-X_i, then A_s += (S << G) >> sh(p)
 
 
 class SerialEngine(wiring.Component):
@@ -54,9 +55,12 @@ class SerialEngine(wiring.Component):
     Schedule
     --------
     The parser issues one *item* at a time into a lane loop of W cycles: a grad plane word (from
-    the stream in mode 0, from the code buffer in mode 1), a chunk's write-back (after its grad
-    groups, when the pass has any), or a dot plane word. A grad item waits for its T (the
-    previous pass's dot of that sample). Lane operations run in stage L2, after the model RAM
+    the stream in symmetric mode 0, else from the code buffer), a chunk's write-back (after its
+    grad groups, when the pass has any), or a dot group word. A grad item waits for its T (the
+    previous pass's dot of that sample). On the floor grid (``grid`` = 1) a group has q + 1
+    planes, the carry plane weighing as much as the last t plane; in mode 0 a dot group's last
+    word (``delta_grad``) runs as a dot item with no active lane and goes to the code buffer in
+    the place of ``delta_dot``. Lane operations run in stage L2, after the model RAM
     read (L0 address, L1 data); write-backs reach the RAM in L4, at least W - 4 cycles before
     the chunk's first dot lane reads them (W >= 8).
 
@@ -73,6 +77,7 @@ class SerialEngine(wiring.Component):
 
     def __init__(self, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, L2=True):
         members = engine_members("SerialEngine", W, D_MAX, B_MAX, BUF_DEPTH)
+        members.setdefault("grid", In(1))       # until the shared port list has it
         self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH = W, D_MAX, B_MAX, BUF_DEPTH
         self.L2 = bool(L2)
         self.C_MAX = D_MAX // W
@@ -100,8 +105,14 @@ class SerialEngine(wiring.Component):
         c_last = Signal(range(C_MAX))                   # C - 1
         dm1, last_mask = last_chunk_lanes(m, self.d, W)
         m.d.sync += c_last.eq(dm1 >> lb)
-        q_last = Signal(6)
-        m.d.sync += q_last.eq(self.q - 1)
+        # the grid (docs/engine.md, "Stream layout"): the last plane index of a grad group
+        # (G_q - 1) and of a dot group in the stream (one more for floor mode 0: delta_grad);
+        # grad groups come from the code buffer unless symmetric mode 0
+        grid = self.grid
+        g_end, d_end = Signal(6), Signal(6)
+        from_buf, floor0 = Signal(), Signal()
+        m.d.sync += [g_end.eq(self.q - 1 + grid), d_end.eq(self.q - 1 + grid + floor0),
+                     from_buf.eq(self.mode | grid), floor0.eq(grid & ~self.mode)]
 
         # ------------------------------------------------------------ model memory
         # One 32-bit word per address (feature j at address j = k*W + i): the lanes of a chunk
@@ -155,13 +166,13 @@ class SerialEngine(wiring.Component):
         e_k = Signal(range(C_MAX))
         e_p = Signal(6)
         e_s = Signal(4)
-        e_term = Signal(signed(TERM_W))                 # (T << G) >> (p + 1) of a grad item
+        e_term = Signal(signed(TERM_W))                 # (T << G) >> sh(p) of a grad item
         e_gfirst = Signal()                             # first grad plane of the chunk: U restarts
-        e_dstart, e_dlastp, e_dfinal = Signal(), Signal(), Signal()
+        e_dstart, e_dfinal = Signal(), Signal()
+        e_nodot = Signal()                              # floor mode 0's delta_grad: adds nothing
 
         lane_last = Signal()                            # lane == W - 1
         payload = self.i_stream.payload
-        mode1 = self.mode
         # An item is decided in one cycle and loaded at the end of the next (see below), so the
         # next item may be decided at the loop's second-to-last lane (or when the loop is idle);
         # registered a cycle ahead.
@@ -175,10 +186,12 @@ class SerialEngine(wiring.Component):
         last_p, g_last_s, d_last_s = Signal(), Signal(), Signal()
         k_last, k_first, p_first, s_first = Signal(), Signal(), Signal(), Signal()
         t_ok = Signal()
-        m.d.sync += [last_p.eq(p == q_last), g_last_s.eq(s == n_grad - 1),
-                     d_last_s.eq(s == n_dot - 1), k_last.eq(k == c_last), k_first.eq(k == 0),
-                     p_first.eq(p == 0), s_first.eq(s == 0), t_ok.eq(s < n_t)]
+        p_carry = Signal()                              # floor grid: the carry plane (p = q)
         ph_grad, ph_wb, ph_dot = (phase == _Kind.GRAD), (phase == _Kind.WB), (phase == _Kind.DOT)
+        m.d.sync += [last_p.eq(p == Mux(ph_dot, d_end, g_end)), g_last_s.eq(s == n_grad - 1),
+                     d_last_s.eq(s == n_dot - 1), k_last.eq(k == c_last), k_first.eq(k == 0),
+                     p_first.eq(p == 0), s_first.eq(s == 0), t_ok.eq(s < n_t),
+                     p_carry.eq(grid & (p == self.q))]
 
         # The parser decides from registers only (take/issue), and acts a cycle later from the
         # registered decision and word (take_r/issue_r/word): the fan-out of a decision to the
@@ -191,7 +204,7 @@ class SerialEngine(wiring.Component):
         word = Signal(W)
         m.d.sync += [take_r.eq(take), issue_r.eq(issue), word.eq(payload)]
         can_issue = self.enable & exec_free & fresh
-        no_word = (ph_grad & mode1 & t_ok) | ph_wb
+        no_word = (ph_grad & from_buf & t_ok) | ph_wb
         # `ready` is a register (and `enable`): whoever drives the stream sees no engine logic
         # behind it. It is decided a cycle ahead from what the parser's registers will be; a
         # cycle with a decision or an action in it changes them, so the next is not ready.
@@ -206,7 +219,7 @@ class SerialEngine(wiring.Component):
                 m.d.comb += ready_next.eq(quiet & (l_count < 16 - 1))
             with m.Case(_State.CHUNK):
                 m.d.comb += [ready_next.eq(quiet & exec_free_next
-                                           & ((ph_grad & ~mode1 & (s < n_t)) | ph_dot)),
+                                           & ((ph_grad & ~from_buf & (s < n_t)) | ph_dot)),
                              issue.eq(take | (can_issue & no_word))]
         m.d.sync += ready_r.eq(ready_next)
         m.d.comb += [ready.eq(self.enable & ready_r),
@@ -244,6 +257,9 @@ class SerialEngine(wiring.Component):
 
         # the cursor: chunk k, then its grad groups, its write-back, its dot groups
         next_chunk = Signal()
+        # floor mode 0: delta_dot (the word at p = q) is not written to the code buffer, so
+        # delta_grad (p = q + 1) takes its place
+        skip_w = floor0 & p_carry
         with m.If(issue_r):
             with m.Switch(phase):
                 with m.Case(_Kind.GRAD):
@@ -258,7 +274,7 @@ class SerialEngine(wiring.Component):
                     with m.Else():
                         m.d.comb += next_chunk.eq(1)
                 with m.Case(_Kind.DOT):
-                    m.d.sync += [p.eq(Mux(last_p, 0, p + 1)), wcnt.eq(wcnt + 1)]
+                    m.d.sync += [p.eq(Mux(last_p, 0, p + 1)), wcnt.eq(wcnt + ~skip_w)]
                     with m.If(last_p):
                         m.d.sync += s.eq(Mux(d_last_s, 0, s + 1))
                         with m.If(d_last_s):
@@ -272,7 +288,7 @@ class SerialEngine(wiring.Component):
         # of this pass can be written yet, so the next T values start a new set.
         new_t_set = issue_r & ph_dot & k_last & s_first & p_first
 
-        # ------------------------------------------------------------ mode-1 code buffer
+        # ------------------------------------------------------------ code buffer
         if self.BUF_DEPTH:
             m.submodules.buf = buf = Memory(shape=W, depth=self.BUF_DEPTH, init=[])
             bw = buf.write_port()
@@ -281,7 +297,7 @@ class SerialEngine(wiring.Component):
             bw_data = Signal(W)
             bw_en = Signal()
             m.d.sync += [bw_addr.eq(Mux(wh, half, 0) + wcnt), bw_data.eq(word),
-                         bw_en.eq(issue_r & ph_dot & mode1)]
+                         bw_en.eq(issue_r & ph_dot & from_buf & ~skip_w)]
             m.d.comb += [bw.addr.eq(bw_addr), bw.data.eq(bw_data), bw.en.eq(bw_en),
                          br.addr.eq(Mux(wh, 0, half) + rcnt), br.en.eq(1),
                          buf_rdata.eq(br.data)]
@@ -294,14 +310,17 @@ class SerialEngine(wiring.Component):
         with m.If(issue_r):
             m.d.sync += [
                 busy.eq(1), lane.eq(0), lane_last.eq(0), e_kind.eq(phase),
-                e_word.eq(Mux(ph_grad & mode1, buf_rdata, word)),
+                e_word.eq(Mux(ph_grad & from_buf, buf_rdata, word)),
                 e_mask.eq(Mux(k_last, last_mask, (1 << W) - 1)),
-                e_k.eq(k), e_p.eq(p), e_s.eq(s), e_gfirst.eq(s_first & p_first),
+                e_k.eq(k), e_s.eq(s), e_gfirst.eq(s_first & p_first),
                 # the planes of a group come in order, so each term is the last one halved
-                # (a floor of a floor): no barrel shifter
-                e_term.eq(Mux(p_first, t_rd.data << (G - 1), e_term >> 1)),
-                e_dstart.eq(k_first & p_first), e_dlastp.eq(last_p),
-                e_dfinal.eq(k_last & last_p),
+                # (a floor of a floor): no barrel shifter; the floor grid's carry plane keeps
+                # the last plane's weight (sh(q) = q), its term and its shift sh - 1 in e_p
+                e_term.eq(Mux(p_first, t_rd.data << (G - 1), Mux(p_carry, e_term, e_term >> 1))),
+                e_p.eq(Mux(p_carry, e_p, p)),
+                e_dstart.eq(k_first & p_first),
+                # the group's last word ends the sample (floor mode 0: delta_grad, which adds 0)
+                e_dfinal.eq(k_last & last_p), e_nodot.eq(floor0 & ph_dot & last_p),
             ]
         with m.Elif(busy):
             m.d.sync += [lane.eq(lane + 1), e_word.eq(e_word >> 1), e_mask.eq(e_mask >> 1),
@@ -313,16 +332,16 @@ class SerialEngine(wiring.Component):
 
         op_layout = data.StructLayout({
             "valid": 1, "kind": _Kind, "bit": 1, "active": 1, "first_lane": 1, "last_lane": 1,
-            "gfirst": 1, "addr": range(self.D_MAX), "p": 6, "s": 4, "dstart": 1, "dlastp": 1,
-            "dfinal": 1,
+            "gfirst": 1, "addr": range(self.D_MAX), "p": 6, "s": 4, "dstart": 1, "dfinal": 1,
         })
         ops = [Signal(op_layout, name=f"l{i}") for i in range(5)]
         l0, l1, l2, l3, l4 = ops
         m.d.comb += [
-            l0.valid.eq(busy), l0.kind.eq(e_kind), l0.bit.eq(e_word[0]), l0.active.eq(e_mask[0]),
+            l0.valid.eq(busy), l0.kind.eq(e_kind), l0.bit.eq(e_word[0]),
+            l0.active.eq(e_mask[0] & ~e_nodot),
             l0.first_lane.eq(lane == 0), l0.last_lane.eq(lane_last), l0.gfirst.eq(e_gfirst),
             l0.addr.eq(Cat(lane, e_k)), l0.p.eq(e_p), l0.s.eq(e_s), l0.dstart.eq(e_dstart),
-            l0.dlastp.eq(e_dlastp), l0.dfinal.eq(e_dfinal),
+            l0.dfinal.eq(e_dfinal),
         ]
         for a, b in zip(ops, ops[1:]):
             m.d.sync += b.eq(a)
@@ -398,10 +417,10 @@ class SerialEngine(wiring.Component):
         ssum = Cat(s_lo_fin, s_hi).as_signed()  # in L4 after a dot item's last lane
 
         # ------------------------------------------------------------ L4: plane weight
-        # A_s += (S << G) >> (p + 1): the weight now, A_s read from its RAM now; the sum in two
-        # halves, the low one in L5 and the high one with its carry in L6, where A_s is written
-        # (a sample's next plane comes W cycles later). One ~50-bit carry chain per cycle is
-        # too slow for the UP5K at 48 MHz.
+        # A_s += (S << G) >> sh(p) (l4.p = sh(p) - 1): the weight now, A_s read from its RAM
+        # now; the sum in two halves, the low one in L5 and the high one with its carry in L6,
+        # where A_s is written (a sample's next plane comes W cycles later). One ~50-bit carry
+        # chain per cycle is too slow for the UP5K at 48 MHz.
         m.submodules.amem = amem = Memory(shape=signed(AW), depth=16, init=[], attrs=self._BLOCK)
         a_rd = amem.read_port(transparent_for=())
         a_wr = amem.write_port()
