@@ -3,9 +3,9 @@
 docs/engine.md is the contract (stream layout, integer arithmetic, ports); docs/gateware.md
 describes the pipeline, its latency and widths. This module holds the top `Engine`: the pass
 parser (control, with a grad cursor and a dot cursor), the word pipeline that carries each
-plane word with its tags, the code buffer of mode 1, the dot side's chunk register, the T
-registers, the label queue and the counters; the datapath blocks live beside it (`model_mem`,
-`update`, `dot`, `loss`, `scalar`).
+plane word with its tags, the code buffer (mode 1 and the floor grid), the dot side's chunk
+register, the T registers, the label queue and the counters; the datapath blocks live beside it
+(`model_mem`, `update`, `dot`, `loss`, `scalar`).
 """
 
 from amaranth.hdl import Module, Signal, Mux, Cat, Const, Array, signed, unsigned
@@ -52,7 +52,7 @@ def engine_members(name, W, D_MAX, B_MAX, BUF_DEPTH):
         "i_stream": In(stream.Signature(W)),
         "q": In(6), "mode": In(1), "d": In(unsigned(D_MAX.bit_length())),
         "step": In(STEP_BITS), "step_shift": In(6), "decay_shift": In(5),
-        "n_epoch": In(32), "l2_shift": In(6),
+        "n_epoch": In(32), "l2_shift": In(6), "grid": In(1),
         "enable": In(1), "clear": In(1),
         "cycles": Out(COUNTER_BITS), "samples": Out(COUNTER_BITS),
         "words": Out(COUNTER_BITS), "stall_cycles": Out(COUNTER_BITS),
@@ -85,7 +85,8 @@ class Engine(wiring.Component):
     B_MAX : int
         Largest minibatch, 1..15.
     BUF_DEPTH : int
-        Words of the mode-1 code buffer (two halves); 0 builds no buffer (mode 1 unusable).
+        Words of the code buffer (two halves); 0 builds no buffer (mode 1 and the floor grid
+        unusable).
     L2 : bool
         Build the L2 shrink (one 32-bit barrel shifter per lane, ~160 iCE40 LUTs each).
         ``False`` saves them for small FPGAs; ``l2_shift`` is then ignored (treated as 0), so
@@ -95,7 +96,7 @@ class Engine(wiring.Component):
     -----
     i_stream : In(stream.Signature(W))
         The word stream (headers, labels, plane words).
-    q, mode, d, step, step_shift, decay_shift, n_epoch, l2_shift : In
+    q, mode, d, step, step_shift, decay_shift, n_epoch, l2_shift, grid : In
         Run-time registers (docs/engine.md); hold them constant while not idle.
     enable : In(1)
         1 runs; 0 holds (input not ready; words already taken still drain).
@@ -114,11 +115,11 @@ class Engine(wiring.Component):
         ``model[model_addr]`` ``MODEL_READ_LATENCY`` clock edges after the address; one
         address per cycle.
 
-    Throughput: one stream word per cycle (mode 1: one stream dot word and one replayed grad
-    word per cycle), except that a grad group waits until its T is ready (``T_LATENCY``
-    cycles after the sample's last dot word), in a pass without grads a chunk's first dot word
-    waits while a write-back is in pipeline stages 1..WB, and in mode 1 the dot side waits for
-    the grad side to finish the chunk (docs/gateware.md, "Stalls").
+    Throughput: one stream word per cycle (mode 1 or the floor grid: one stream dot word and
+    one replayed grad word per cycle), except that a grad group waits until its T is ready
+    (``T_LATENCY`` cycles after the sample's last dot word), in a pass without grads a chunk's
+    first dot word waits while a write-back is in pipeline stages 1..WB, and with the buffer the
+    dot side waits for the grad side to finish the chunk (docs/gateware.md, "Stalls").
 
     Latency: ``MODEL_READ_LATENCY`` = 4 for the model port; ``t_latency(W)`` from a sample's
     last dot word to its T.
@@ -169,6 +170,18 @@ class Engine(wiring.Component):
         q_m2 = Signal(6)                                # q - 2 (wraps for q = 1: never used)
         q_one = Signal()
         m.d.sync += [q_m2.eq(self.q - 2), q_one.eq(self.q == 1)]
+        # The grid (docs/engine.md, "Grids"): the floor grid's groups have one more plane, the
+        # carry, with the last plane's shift; a floor mode-0 dot group one more word still
+        # (delta_grad, for the buffer only). Static flags, registered.
+        fl = Signal()                                   # floor grid
+        bufd = Signal()                                 # G replays from the buffer (mode 1 or
+                                                        # floor): dual issue, no grads streamed
+        m1 = Signal()                                   # mode 1: D's carry word ends its group
+        wskip = Signal()                                # floor mode 0: D's carry (delta_dot)
+                                                        # word is not written to the buffer
+        lp0 = Signal()                                  # a group's first word is its last
+        m.d.sync += [fl.eq(self.grid), bufd.eq(self.mode | self.grid), m1.eq(self.mode),
+                     wskip.eq(self.grid & ~self.mode), lp0.eq((self.q == 1) & ~self.grid)]
 
         # ------------------------------------------------------------ pass parser (stage 0)
         # Two cursors walk the chunks of a pass: G over the grad groups, D over the dot groups.
@@ -190,9 +203,15 @@ class Engine(wiring.Component):
         # planes p = 0..q-1 <= 31: five bits, so no shifter by p sees a sixth select bit
         kg, sg, pg = Signal(range(C_MAX)), Signal(4), Signal(5)
         kd, sd, pd = Signal(range(C_MAX)), Signal(4), Signal(5)
-        # cursor flags: last plane, last group, first word of a chunk, last chunk, chunk 0
+        # cursor flags: last plane (word) of the group, last group, first word of a chunk, last
+        # chunk, chunk 0; the word is the code's (t's) last plane p = q-1 (tl), the floor
+        # grid's carry plane (cy, shift q like p = q-1, so p stays at q-1), D's floor mode-0
+        # delta_grad word (d_xw: buffer only, not a dot plane); D's word goes to the buffer
+        # (d_wr)
         g_lp, g_ls, g_first, g_lk = Signal(), Signal(), Signal(), Signal()
         d_lp, d_ls, d_first, d_lk, d_k0 = Signal(), Signal(), Signal(), Signal(), Signal()
+        g_tl, g_cy, d_tl, d_cy, d_xw, d_wr = (Signal(name=n) for n in (
+            "g_tl", "g_cy", "d_tl", "d_cy", "d_xw", "d_wr"))
         g_done, d_done = Signal(), Signal()
         d_started = Signal()                            # D has issued a word of chunk kd
         # kg - kd while D has words to issue, one-hot a0, a1, a2 (D waits for G, G runs at
@@ -223,22 +242,21 @@ class Engine(wiring.Component):
 
         # The decision's inputs, registered (next values from the flags' next values):
         lab_open = Signal()     # a label word may be taken (the label queue has room)
-        d_can = Signal()        # the stream word, if any, goes to D now: D's turn (mode 0)
+        d_can = Signal()        # the stream word, if any, goes to D now: D's turn (grads streamed)
                                 # and, at a chunk's first word, G has finished the chunk in
                                 # an earlier cycle (or, without grads, no write-back is in
                                 # flight)
-        g_can0 = Signal()       # mode 0: the stream word goes to G (if its T is there)
-        g_can1 = Signal()       # mode 1: G may replay a word (if its T is there) ...
+        g_can0 = Signal()       # grads streamed: the stream word goes to G (if its T is there)
+        g_can1 = Signal()       # buffered: G may replay a word (if its T is there) ...
         g_pair1 = Signal()      # ... or may if D takes a word in the same cycle
 
-        # mode-1 code buffer: pass t writes half wh, reads the half pass t-1 wrote
+        # code buffer (mode 1, floor grid): pass t writes half wh, reads the half pass t-1 wrote
         half = self.BUF_DEPTH // 2
         wh = Signal()
         wcnt = Signal(range(max(half, 1)))
         rcnt = Signal(range(max(half, 1)))
 
         payload = self.i_stream.payload
-        mode1 = self.mode
 
         # ------------------------------------------------------------ word pipeline tags
         g_layout = data.StructLayout({
@@ -246,7 +264,7 @@ class Engine(wiring.Component):
             "frombuf": 1,
         })
         d_layout = data.StructLayout({
-            "valid": 1, "first": 1, "ram": 1, "k": range(C_MAX), "p": 5, "lastp": 1,
+            "valid": 1, "first": 1, "ram": 1, "k": range(C_MAX), "p": 5, "cy": 1, "lastp": 1,
             "chunk0": 1, "lastchunk": 1, "ins": range(max(B_MAX, 2)),
         })
         gs = [Signal(g_layout, name=f"g{i}") for i in range(WB + 1)]
@@ -278,9 +296,10 @@ class Engine(wiring.Component):
         g0, d0 = gs[0], ds[0]
         m.d.comb += [
             g0.valid.eq(g_go), g0.first.eq(g_first), g0.wb.eq(g_lp & g_ls), g0.k.eq(kg),
-            g0.p.eq(pg), g0.lastchunk.eq(g_lk), g0.frombuf.eq(mode1),
-            d0.valid.eq(d_go), d0.first.eq(d_first), d0.ram.eq(ng_zero), d0.k.eq(kd),
-            d0.p.eq(pd), d0.lastp.eq(d_lp), d0.chunk0.eq(d_k0),
+            g0.p.eq(pg), g0.lastchunk.eq(g_lk), g0.frombuf.eq(bufd),
+            # the dot sees every D word but delta_grad; its last plane is the carry on the floor
+            d0.valid.eq(d_go & ~d_xw), d0.first.eq(d_first), d0.ram.eq(ng_zero), d0.k.eq(kd),
+            d0.p.eq(pd), d0.cy.eq(d_cy), d0.lastp.eq(Mux(fl, d_cy, d_lp)), d0.chunk0.eq(d_k0),
             d0.lastchunk.eq(d_lk), d0.ins.eq(ins),
         ]
         # The first dot word of the last chunk: every grad of the pass has been taken (so the
@@ -359,20 +378,20 @@ class Engine(wiring.Component):
         def decision(f):
             """The decision's registered inputs from the flags f of the next cycle."""
             g_eq, g_a1 = f["a0"], f["a1"]
-            # mode 0: the stream word belongs to G while G is on D's chunk
+            # grads streamed: the stream word belongs to G while G is on D's chunk
             g_turn = ~f["g_done"] & (g_eq | f["d_done"])
             # D may issue its next word: a chunk's first word only once G has finished that
             # chunk (in an earlier cycle, so its write-back is done by stage LOAD) or, in a
             # pass without grads, while no write-back is in flight (the RAM row is current)
             d_clr = ~f["d_done"] & (~f["d_first"] | Mux(f["ng_zero"], ~f["wb_busy"],
                                                         ~g_eq | f["g_done"]))
-            # mode 1: G replays while it has words left, at most one chunk ahead of D (so
+            # buffered: G replays while it has words left, at most one chunk ahead of D (so
             # that D takes x_next before G overwrites it), or with D's first word of D's chunk
             g_live = ~f["g_done"] & (f["in_lab"] | f["in_chk"])
-            return Cat(f["in_chk"] & (mode1 | ~g_turn) & d_clr,                   # d_can
-                       ~mode1 & f["in_chk"] & g_turn,                             # g_can0
-                       mode1 & g_live & (g_eq | f["d_done"] | (g_a1 & f["d_started"])),
-                       mode1 & g_live & g_a1 & ~f["d_done"])                      # g_pair1
+            return Cat(f["in_chk"] & (bufd | ~g_turn) & d_clr,                    # d_can
+                       ~bufd & f["in_chk"] & g_turn,                              # g_can0
+                       bufd & g_live & (g_eq | f["d_done"] | (g_a1 & f["d_started"])),
+                       bufd & g_live & g_a1 & ~f["d_done"])                       # g_pair1
 
         # The decision inputs are computed for each case of G's and D's issue and the labels'
         # end (which D's issue excludes) from registers, and the events only select: the
@@ -385,15 +404,28 @@ class Engine(wiring.Component):
                               Mux(d_go, cases[0, 1, 0], cases[0, 0, 0]))))
         m.d.sync += Cat(d_can, g_can0, g_can1, g_pair1).eq(nxt_dec)
 
-        # the cursors' last-plane/-group/-chunk flags (their next values also give ek, ep)
-        n_lp, n_ls, n_lk = {}, {}, {}
-        for c, go_, lp, ls, lk, p_, s_, k_, n_is1, n_m2, n_hdr1 in (
-                ("g", g_go, g_lp, g_ls, g_lk, pg, sg, kg, ng_one, ng_m2, ng == 1),
-                ("d", d_go, d_lp, d_ls, d_lk, pd, sd, kd, nd_one, nd_m2, nd == 1)):
-            n_lp[c] = Mux(hdr_take, q_one, Mux(go_, Mux(lp, q_one, p_ == q_m2), lp))
+        # the cursors' last-plane/-group/-chunk flags (their next values also give ek, ep).
+        # A group's words: t planes p = 0..q-1 (tl at q-1), then on the floor grid the carry
+        # (cy, p held at q-1) and for D in floor mode 0 delta_grad (d_xw). The last word is
+        # q-1 (symmetric), the carry (G; D in mode 1) or delta_grad (D in mode 0): after tl
+        # the carry is last iff cl, after a carry that is not last delta_grad is.
+        n_lp, n_ls, n_lk, n_cy = {}, {}, {}, {}
+        for c, go_, lp, ls, lk, tl, cy, cl, p_, s_, k_, n_is1, n_m2, n_hdr1 in (
+                ("g", g_go, g_lp, g_ls, g_lk, g_tl, g_cy, Const(1), pg, sg, kg,
+                 ng_one, ng_m2, ng == 1),
+                ("d", d_go, d_lp, d_ls, d_lk, d_tl, d_cy, m1, pd, sd, kd,
+                 nd_one, nd_m2, nd == 1)):
+            p_last = p_ == q_m2                         # the next t plane is q-1
+            n_lp[c] = Mux(hdr_take, lp0,
+                          Mux(go_, Mux(lp, lp0, Mux(tl, cl, cy | (p_last & ~fl))), lp))
+            n_tl = Mux(hdr_take, q_one, Mux(go_, Mux(lp, q_one, ~(tl | cy) & p_last), tl))
+            n_cy[c] = Mux(hdr_take, 0, Mux(go_, ~lp & tl, cy))
             n_ls[c] = Mux(hdr_take, n_hdr1, Mux(go_ & lp, Mux(ls, n_is1, s_ == n_m2), ls))
             n_lk[c] = Mux(hdr_take, c_one, Mux(go_ & lp & ls & ~lk, k_ == c_m2, lk))
-            m.d.sync += [lp.eq(n_lp[c]), ls.eq(n_ls[c]), lk.eq(n_lk[c])]
+            m.d.sync += [lp.eq(n_lp[c]), ls.eq(n_ls[c]), lk.eq(n_lk[c]), tl.eq(n_tl),
+                         cy.eq(n_cy[c])]
+        m.d.sync += [d_xw.eq(Mux(hdr_take, 0, Mux(d_go, ~d_lp & d_cy, d_xw))),
+                     d_wr.eq(bufd & ~(n_cy["d"] & wskip))]
         m.d.sync += [g_ek.eq(n_lp["g"] & n_ls["g"]), g_ep.eq(n_lp["g"] & n_ls["g"] & n_lk["g"]),
                      d_ek.eq(n_lp["d"] & n_ls["d"]), d_ep.eq(n_lp["d"] & n_ls["d"] & n_lk["d"])]
 
@@ -410,13 +442,14 @@ class Engine(wiring.Component):
         m.d.sync += [lab_w.eq(n_lab_w), lab_last.eq(n_lab_last),
                      lab_end.eq((n_lab_w == LW - 1) & n_lab_last)]
         with m.If(g_go):
-            m.d.sync += [pg.eq(Mux(g_lp, 0, pg + 1)), rcnt.eq(rcnt + 1)]
+            m.d.sync += [pg.eq(Mux(g_lp, 0, Mux(g_tl | g_cy, pg, pg + 1))), rcnt.eq(rcnt + 1)]
             with m.If(g_lp):
                 m.d.sync += sg.eq(Mux(g_ls, 0, sg + 1))
                 with m.If(g_ls & ~g_lk):
                     m.d.sync += kg.eq(kg + 1)
         with m.If(d_go):
-            m.d.sync += [pd.eq(Mux(d_lp, 0, pd + 1)), wcnt.eq(wcnt + 1)]
+            m.d.sync += [pd.eq(Mux(d_lp, 0, Mux(d_tl | d_cy, pd, pd + 1))),
+                         wcnt.eq(Mux(d_wr, wcnt + 1, wcnt))]
             with m.If(d_lp):
                 m.d.sync += sd.eq(Mux(d_ls, 0, sd + 1))
                 with m.If(d_ls & ~d_lk):
@@ -442,7 +475,7 @@ class Engine(wiring.Component):
             bw_data = Signal(W)
             bw_en = Signal()
             m.d.sync += [bw_addr.eq(Mux(wh, half, 0) + wcnt), bw_data.eq(payload),
-                         bw_en.eq(d_go & mode1)]
+                         bw_en.eq(d_go & d_wr)]
             m.d.comb += [buf.w_addr.eq(bw_addr), buf.w_data.eq(bw_data), buf.w_en.eq(bw_en),
                          buf.r_addr.eq(Mux(wh, 0, half) + rcnt), buf_r.eq(buf.r_data)]
 
@@ -540,7 +573,8 @@ class Engine(wiring.Component):
             m.d.sync += nxt.eq(tag)
             tag = nxt
         m.d.comb += [acc.i_valid.eq(dot.o_valid), acc.s.eq(dot.o_sum), acc.p.eq(tag.p),
-                     acc.start.eq(tag.chunk0 & (tag.p == 0)), acc.last_plane.eq(tag.lastp),
+                     acc.start.eq(tag.chunk0 & (tag.p == 0) & ~tag.cy),
+                     acc.last_plane.eq(tag.lastp),
                      acc.final.eq(tag.lastchunk & tag.lastp), acc.ins.eq(tag.ins)]
 
         # ------------------------------------------------------------ loss, scalar, T

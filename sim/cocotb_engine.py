@@ -2,8 +2,8 @@
 
 Two halves:
 
-* plain Python, importable anywhere: :class:`Case` (one run: q, mode, d, B, n, decay, gaps,
-  seed) and :func:`make_case`, which draws random codes, labels, an initial model and
+* plain Python, importable anywhere: :class:`Case` (one run: q, mode, grid, d, B, n, decay,
+  gaps, seed) and :func:`make_case`, which draws random codes, labels, an initial model and
   registers and packs the stream with the one packer (`zipml.reference.pack`). The Verilator
   ctypes tests (tests/test_sim_engine_rtl.py) use the same cases.
 * the cocotb part, run inside the simulator by tests/test_sim_engine_cocotb.py through
@@ -46,7 +46,8 @@ class Case:
     decay counter then wraps every ceil(n/2) samples so it fires inside the run);
     l2 : l2_shift; gaps : probability of an idle source cycle; epochs : segments streamed
     back to back; seed : everything random; pauses : probability that ``enable`` is low in a
-    cycle while the stream runs (cocotb only: the engine must hold and give the same result).
+    cycle while the stream runs (cocotb only: the engine must hold and give the same result);
+    grid : 0 symmetric, 1 floor (random floors t and carries; q <= 30).
     """
 
     q: int
@@ -60,10 +61,12 @@ class Case:
     epochs: int = 1
     seed: int = 0
     pauses: float = 0.0
+    grid: int = 0
 
     @property
     def name(self) -> str:
-        return (f"q{self.q}_m{self.mode}_d{self.d}_B{self.B}_n{self.n}_dec{self.decay}"
+        return (f"q{self.q}_m{self.mode}" + (f"_grid{self.grid}" if self.grid else "")
+                + f"_d{self.d}_B{self.B}_n{self.n}_dec{self.decay}"
                 f"_l2{self.l2}_g{self.gaps:g}_e{self.epochs}_s{self.seed}"
                 + (f"_p{self.pauses:g}" if self.pauses else ""))
 
@@ -73,7 +76,10 @@ def make_case(config: EngineConfig, case: Case):
 
     The step is chosen as the host would for gamma ~ 2^-6 (docs/engine.md, "Scalar"), so the
     model moves visibly without saturating on every sample; the initial model is small random
-    words so that the first dot products are not all zero.
+    words so that the first dot products are not all zero. On the floor grid (``case.grid``)
+    the dot groups are random floors t in 0..2^q-1 with random carries (two per value in mode
+    0), packed as `zipml.reference.pack.floor_group_codes` at
+    `zipml.reference.golden.dot_group_words` planes with no grad groups.
 
     Returns
     -------
@@ -82,19 +88,32 @@ def make_case(config: EngineConfig, case: Case):
     init_model : int64 array (d,)
     """
     W = config.W
-    q, mode, d, B, n = case.q, case.mode, case.d, case.B, case.n
+    q, mode, d, B, n, grid = case.q, case.mode, case.d, case.B, case.n, case.grid
     if not 1 <= d <= config.D_MAX:
         raise ValueError(f"case d={d} outside 1..D_MAX={config.D_MAX}")
     if not 1 <= B <= config.B_MAX:
         raise ValueError(f"case B={B} outside 1..B_MAX={config.B_MAX}")
+    if grid not in (0, 1) or (grid and not 1 <= q <= 30):
+        raise ValueError(f"case {case.name}: grid must be 0 or 1, and q in 1..30 on the floor "
+                         f"grid")
     C = -(-d // W)
-    if mode == 1 and B * C * q > config.BUF_DEPTH // 2:
-        raise ValueError(f"case {case.name}: a mode-1 pass needs {B * C * q} buffer words, "
+    Gq = golden.group_planes(q, grid)
+    if golden.buffered(mode, grid) and B * C * Gq > config.BUF_DEPTH // 2:
+        raise ValueError(f"case {case.name}: a buffered pass needs {B * C * Gq} buffer words, "
                          f"the engine has {config.BUF_DEPTH // 2} per half")
     rng = np.random.default_rng(case.seed)
     top = (1 << q) - 1
     segments = []
     for _ in range(case.epochs):
+        if grid:
+            t = rng.integers(0, top, size=(n, d), endpoint=True, dtype=np.int64)
+            dd = rng.integers(0, 2, size=(n, d), dtype=np.int64)
+            dg = rng.integers(0, 2, size=(n, d), dtype=np.int64) if mode == 0 else None
+            b = rng.uniform(-1.0, 1.0, size=n)
+            segments.append(pack.pack_segment(W, golden.dot_group_words(q, mode, 1), 1,
+                                              pack.floor_group_codes(t, dd, dg),
+                                              pack.label_word(b, q, 1), B=B))
+            continue
         dot = rng.integers(0, top, size=(n, d), endpoint=True, dtype=np.int64)
         grad = (rng.integers(0, top, size=(n, d), endpoint=True, dtype=np.int64)
                 if mode == 0 else None)
@@ -103,15 +122,16 @@ def make_case(config: EngineConfig, case: Case):
                                           grad_codes=grad))
     words = np.concatenate(segments)
     # STEP * 2^-STEP_SHIFT = gamma * 2^(2q) / (2^q - 1)^2 with gamma = 2^-6 / d (scaled so the
-    # update stays well inside Q8.24 for any d); an 18-bit mantissa
-    scale = (1 << (2 * q)) / float(top) ** 2 if q < 32 else 1.0
+    # update stays well inside Q8.24 for any d; 1 on the floor grid, whose dot is exact); an
+    # 18-bit mantissa
+    scale = (1 << (2 * q)) / float(top) ** 2 if q < 32 and not grid else 1.0
     gamma = 2.0 ** -6 / d
     v = gamma * scale
     step_shift = int(np.clip(np.floor(np.log2(((1 << golden.STEP_BITS) - 1) / v)), 0, 63))
     step = int(max(1, round(v * 2.0 ** step_shift)))
     regs = EngineRegs(q=q, mode=mode, d=d, step=step, step_shift=step_shift,
                       decay_shift=case.decay, n_epoch=max(1, -(-n // 2)) if case.decay else 0,
-                      l2_shift=case.l2)
+                      l2_shift=case.l2, grid=grid)
     init_model = rng.integers(-(1 << 20), 1 << 20, size=d, dtype=np.int64)
     return regs, words, init_model
 
@@ -230,7 +250,7 @@ if _IN_SIM:
         async def set_regs(self, regs: EngineRegs):
             await FallingEdge(self.dut.clk)
             for name in ("q", "mode", "d", "step", "step_shift", "decay_shift", "n_epoch",
-                         "l2_shift"):
+                         "l2_shift", "grid"):
                 getattr(self.dut, name).value = int(getattr(regs, name))
 
         async def wait_idle(self, max_cycles: int):

@@ -22,7 +22,8 @@ from . import verilator as V
 __all__ = ["REGISTERS", "COUNTERS", "top_name", "engine_verilog", "EngineSim", "model_for", "run"]
 
 #: register ports written before a run, in docs/engine.md's order (names = EngineRegs fields)
-REGISTERS = ("q", "mode", "d", "step", "step_shift", "decay_shift", "n_epoch", "l2_shift")
+REGISTERS = ("q", "mode", "d", "step", "step_shift", "decay_shift", "n_epoch", "l2_shift",
+             "grid")
 #: counter ports read after a run
 COUNTERS = ("cycles", "samples", "words", "stall_cycles", "overflow")
 

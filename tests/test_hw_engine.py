@@ -28,6 +28,17 @@ def make_stream(rng, W, q, mode, n, d, B):
     return pack.pack_segment(W, q, mode, dot, L, B=B, grad_codes=grad)
 
 
+def make_floor_stream(rng, W, q, mode, n, d, B):
+    """Random floor-grid groups (t, carries) and labels packed as one epoch segment: q + 1
+    words per dot group (mode 1), q + 2 (mode 0); no grad groups in the stream."""
+    t = rng.integers(0, 1 << q, size=(n, d))
+    dd = rng.integers(0, 2, size=(n, d))
+    dg = rng.integers(0, 2, size=(n, d)) if mode == 0 else None
+    L = rng.integers(-(1 << 26), 1 << 26, size=n)
+    return pack.pack_segment(W, golden.dot_group_words(q, mode, 1), 1,
+                             pack.floor_group_codes(t, dd, dg), L, B=B)
+
+
 def run_engine(config, regs, words, init_model, *, gap=0.0, enable_drop=0.0, seed=0,
                max_cycles=20_000):
     """Drive the Engine like a host: registers, model port, clear, stream, idle, read back."""
@@ -38,7 +49,7 @@ def run_engine(config, regs, words, init_model, *, gap=0.0, enable_drop=0.0, see
 
     async def bench(ctx):
         for name in ("q", "mode", "d", "step", "step_shift", "decay_shift", "n_epoch",
-                     "l2_shift"):
+                     "l2_shift", "grid"):
             ctx.set(getattr(dut, name), int(getattr(regs, name)))
         await ctx.tick()
         assert ctx.get(dut.idle)
@@ -122,6 +133,24 @@ def test_engine_matches_golden(q, mode, d, B, gap):
     init = rng.integers(-(1 << 25), 1 << 25, size=d)
     regs = EngineRegs(q=q, mode=mode, d=d, step=int(rng.integers(1 << 10, 1 << 17)),
                       step_shift=int(rng.integers(20, 30)))
+    check(CFG8, regs, words, init, gap=gap, enable_drop=0.05, seed=q)
+
+
+@pytest.mark.parametrize("q,mode,d,B,gap", [
+    (1, 0, 9, 2, 0.2),
+    (3, 0, 17, 3, 0.1),
+    (1, 1, 7, 1, 0.0),
+    (2, 1, 12, 3, 0.3),
+])
+def test_engine_floor_matches_golden(q, mode, d, B, gap):
+    """Floor grid: q + 1 planes per group (carry shift q), grads from the buffer in both modes,
+    mode 0's delta_grad word only to the buffer."""
+    rng = np.random.default_rng(1000 + 100 * q + 10 * d + B + mode)
+    n = 5
+    words = make_floor_stream(rng, CFG8.W, q, mode, n, d, B)
+    init = rng.integers(-(1 << 25), 1 << 25, size=d)
+    regs = EngineRegs(q=q, mode=mode, d=d, step=int(rng.integers(1 << 10, 1 << 17)),
+                      step_shift=int(rng.integers(20, 30)), grid=1, l2_shift=6)
     check(CFG8, regs, words, init, gap=gap, enable_drop=0.05, seed=q)
 
 

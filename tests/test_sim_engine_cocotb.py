@@ -8,7 +8,8 @@ build/cocotb/<top>; every case of that variant runs in the same simulation throu
 The default run checks a representative subset on the W = 8 variants of both architectures
 (tests/test_sim_engine_rtl.py covers W = 32 through the ctypes backend by default); the full
 matrix (every q in 1..8 and 32, both modes, d in {1, W-1, W, W+1, 300}, B = 1 and B = 3, decay,
-L2, random gaps) on W = 8, W = 32 and the lane-serial W = 8 is marked slow.
+L2, random gaps; and the floor grid at q = 1..8 on the architectures of `FLOOR_ARCHS`) on W = 8,
+W = 32 and the lane-serial W = 8 is marked slow.
 """
 
 import dataclasses
@@ -18,6 +19,7 @@ import pathlib
 
 import pytest
 
+from zipml.reference import golden
 from zipml.reference.golden import EngineConfig
 from zipml.sim import verilator as V
 from zipml.sim.cocotb_engine import Case, cases_to_env
@@ -78,10 +80,21 @@ def run_cocotb(config: EngineConfig, cases, tag: str):
     return results
 
 
-def _default_cases(W):
+#: the architectures that implement the floor grid (grid = 1) so far
+FLOOR_ARCHS = ("parallel",)
+
+
+def _default_cases(config):
     """A representative subset: every q of a family at least once across the two variants,
-    both modes, d below/at/above W and a few hundred, B = 1 and B > 1, decay, L2, gaps."""
-    return [
+    both modes, d below/at/above W and a few hundred, B = 1 and B > 1, decay, L2, gaps; and the
+    floor grid in both modes on the architectures of `FLOOR_ARCHS`."""
+    W = config.W
+    floor = [
+        Case(q=2, mode=0, d=W + 3, B=2, n=6, gaps=0.3, grid=1, seed=10),
+        Case(q=1, mode=1, d=2 * W - 1, B=3, n=7, decay=1, l2=6, gaps=0.2, grid=1, seed=11),
+        Case(q=5, mode=0, d=3 * W + 1, B=1, n=4, gaps=0.2, pauses=0.3, grid=1, seed=12),
+    ] if config.ARCH in FLOOR_ARCHS else []
+    return floor + [
         Case(q=1, mode=0, d=1, B=1, n=5, gaps=0.3, seed=1),
         Case(q=2, mode=0, d=W - 1, B=3, n=7, decay=1, gaps=0.5, seed=2),
         Case(q=3, mode=1, d=W + 1, B=2, n=6, gaps=0.2, seed=3),
@@ -96,7 +109,7 @@ def _default_cases(W):
 
 @pytest.mark.parametrize("config", [SMALL, SERIAL], ids=["parallel", "serial"])
 def test_engine_cocotb_small(config):
-    run_cocotb(config, _default_cases(config.W), "default")
+    run_cocotb(config, _default_cases(config), "default")
 
 
 @pytest.mark.slow
@@ -105,16 +118,20 @@ def test_engine_cocotb_full_matrix(config):
     W = config.W
     cases = []
     seed = 100
-    for q in list(range(1, 9)) + [32]:
-        for mode in (0, 1):
-            for d in (1, W - 1, W, W + 1, 300):
-                for B in (1, 3):
-                    C = -(-d // W)
-                    if mode == 1 and B * C * q > config.BUF_DEPTH // 2:
-                        continue
-                    seed += 1
-                    cases.append(Case(q=q, mode=mode, d=d, B=B, n=5,
-                                      decay=1 if seed % 2 else 0, l2=7 if seed % 5 == 0 else 0,
-                                      gaps=0.3, pauses=0.2 if seed % 3 == 0 else 0.0,
-                                      seed=seed))
+    grids = (0, 1) if config.ARCH in FLOOR_ARCHS else (0,)
+    for grid in grids:
+        for q in list(range(1, 9)) + ([] if grid else [32]):
+            for mode in (0, 1):
+                for d in (1, W - 1, W, W + 1, 300):
+                    for B in (1, 3):
+                        C = -(-d // W)
+                        if (golden.buffered(mode, grid)
+                                and B * C * golden.group_planes(q, grid) > config.BUF_DEPTH // 2):
+                            continue
+                        seed += 1
+                        cases.append(Case(q=q, mode=mode, d=d, B=B, n=5,
+                                          decay=1 if seed % 2 else 0,
+                                          l2=7 if seed % 5 == 0 else 0, gaps=0.3,
+                                          pauses=0.2 if seed % 3 == 0 else 0.0, grid=grid,
+                                          seed=seed))
     run_cocotb(config, cases, "full")

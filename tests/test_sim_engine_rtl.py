@@ -41,6 +41,10 @@ DEFAULT = [
     Case(q=8, mode=0, d=333, B=5, n=12, decay=2, gaps=0.3, epochs=2, seed=15),
     Case(q=32, mode=1, d=100, B=2, n=5, gaps=0.3, seed=16),
     Case(q=7, mode=1, d=300, B=8, n=17, gaps=0.1, seed=17),
+    # floor grid (q + 1 planes, grads from the buffer; mode 0's dot groups carry delta_grad)
+    Case(q=1, mode=0, d=W + 3, B=2, n=7, gaps=0.3, grid=1, seed=18),
+    Case(q=3, mode=1, d=W - 5, B=3, n=8, decay=1, l2=6, gaps=0.2, grid=1, seed=19),
+    Case(q=8, mode=0, d=250, B=4, n=9, gaps=0.3, epochs=2, grid=1, seed=20),
 ]
 
 
@@ -79,17 +83,21 @@ def test_bad_words_rejected():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("grid", [0, 1])
 @pytest.mark.parametrize("q", list(range(1, 9)) + [32])
 @pytest.mark.parametrize("mode", [0, 1])
-def test_rtl_matrix(q, mode):
-    seed = 1000 + 10 * q + mode
+def test_rtl_matrix(q, mode, grid):
+    if grid and q > 8:
+        pytest.skip("the floor grid's families are q = 1..8")
+    seed = 1000 + 10 * q + mode + 500 * grid
+    Gq = golden.group_planes(q, grid)
     for d in (1, W - 1, W, W + 1, 250):
         for B in (1, 4):
-            if mode == 1 and B * (-(-d // W)) * q > CONFIG.BUF_DEPTH // 2:
+            if golden.buffered(mode, grid) and B * (-(-d // W)) * Gq > CONFIG.BUF_DEPTH // 2:
                 continue
             seed += 1
             check(Case(q=q, mode=mode, d=d, B=B, n=9, decay=seed % 3, l2=6 * (seed % 2),
-                       gaps=0.3, epochs=2, seed=seed))
+                       gaps=0.3, epochs=2, grid=grid, seed=seed))
 
 
 @pytest.mark.slow
@@ -114,6 +122,9 @@ SERIAL_CASES = [
     Case(q=8, mode=0, d=301, B=5, n=12, decay=2, l2=7, gaps=0.3, epochs=2, seed=45),
     Case(q=32, mode=1, d=37, B=2, n=5, gaps=0.3, seed=46),
     Case(q=4, mode=1, d=300, B=8, n=17, gaps=0.1, seed=47),
+    # the floor grid: q + 1 planes a group, grad groups from the code buffer in both modes
+    Case(q=3, mode=0, grid=1, d=13, B=3, n=8, decay=1, l2=5, gaps=0.3, seed=48),
+    Case(q=6, mode=1, grid=1, d=23, B=2, n=7, gaps=0.2, epochs=2, seed=49),
 ]
 
 
@@ -123,14 +134,16 @@ def test_serial_rtl_matches_golden(case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("q", list(range(1, 9)) + [32])
+@pytest.mark.parametrize("q,grid", [(q, 0) for q in list(range(1, 9)) + [32]]
+                         + [(q, 1) for q in range(1, 9)])
 @pytest.mark.parametrize("mode", [0, 1])
-def test_serial_rtl_matrix(q, mode):
-    seed = 2000 + 10 * q + mode
+def test_serial_rtl_matrix(q, mode, grid):
+    seed = 2000 + 10 * q + mode + 500 * grid
     for d in (1, 7, 8, 9, 250):
         for B in (1, 3, 8):
-            if mode == 1 and B * (-(-d // 8)) * q > SERIAL.BUF_DEPTH // 2:
+            if (golden.buffered(mode, grid) and B * (-(-d // 8)) * golden.group_planes(q, grid)
+                    > SERIAL.BUF_DEPTH // 2):
                 continue
             seed += 1
             check(Case(q=q, mode=mode, d=d, B=B, n=10, decay=seed % 3, l2=6 * (seed % 2),
-                       gaps=0.3, epochs=2, seed=seed), SERIAL)
+                       gaps=0.3, epochs=2, seed=seed, grid=grid), SERIAL)
