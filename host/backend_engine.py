@@ -212,15 +212,21 @@ def engine_job_for(prepared, options, config: EngineConfig | None = None,
     B = int(_opt(options, "batch", 1) or 1)
     grid = _opt(options, "grid", "floor")
     store_p = 0
-    if _opt(options, "replay", False):
-        if grid != "floor":
-            raise ValueError("--replay (store mode) draws floor-grid codes on chip every epoch; "
-                             "the symmetric grid streams only: drop --replay or --grid symmetric")
+    replay = _opt(options, "replay", None)
+    if replay and grid != "floor":
+        raise ValueError("--replay (store mode) draws floor-grid codes on chip every epoch; "
+                         "the symmetric grid streams only: drop --replay or --grid symmetric")
+    if replay or (replay is None and grid == "floor"):
         cfg = config or job.DEFAULT_CONFIG
         n, d = prepared.A.shape
-        store_p = store_precision(n, d, q, cfg, B,
-                                  DEFAULT_STORE_DEPTH if store_depth is None else store_depth,
-                                  _opt(options, "store_bits"), quantizer)
+        try:
+            store_p = store_precision(
+                n, d, q, cfg, B, DEFAULT_STORE_DEPTH if store_depth is None else store_depth,
+                _opt(options, "store_bits"), quantizer)
+        except ValueError:
+            if replay:
+                raise
+            store_p = 0             # the default: stream what does not fit the store
     return job.EngineJob.build(
         prepared.A, prepared.b, quantizer=quantizer, q=q, lr=float(lr), B=B,
         seed=int(_opt(options, "seed", 0) or 0), l2=float(lam),

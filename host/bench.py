@@ -33,6 +33,7 @@ Command lines::
                        [--d-max N] [--b-max N] [--buf-depth N] [--md PATH]
     zipml bench pnr --json results/bench_engine.json [REPORT ...]   # merge P&R reports later
     zipml bench host [--json PATH] [--n 2000] [--d 784] [--W 32] [--repeat 5]
+    zipml bench seeds DATA ... --json PATH      # final loss / optimum over seeds (bench_seeds)
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from ..reference.engine_job import EngineJob
 from ..reference.golden import ARCHS, EngineConfig
 from ..sim import engine_rtl
 from .files import write_json
+from . import bench_seeds
 
 __all__ = ["CONFIGS", "QUANTIZERS", "engine_rows", "bench_engine", "bench_host", "main"]
 
@@ -386,6 +388,7 @@ def main(argv=None) -> int:
     p.add_argument("reports", nargs="*", metavar="REPORT",
                    help="zipml build --json reports "
                         "(default results/build_*.json and results/pnr_*.json)")
+    bench_seeds.add_parser(sub)
     h = sub.add_parser("host", help="quantize+pack rate and link payload share")
     h.add_argument("--json", metavar="PATH")
     h.add_argument("--n", type=int, default=2000)
@@ -418,6 +421,8 @@ def main(argv=None) -> int:
             _print_engine(rep, sys.stderr)
             if args.md:
                 pathlib.Path(args.md).write_text(engine_markdown(rep))
+        elif args.what == "seeds":
+            rep = bench_seeds.run(args)
         elif args.what == "pnr":
             path = pathlib.Path(args.json)
             rep = json.loads(path.read_text())

@@ -72,7 +72,7 @@ def _nonneg_float(s):
 def _add_train_options(p, defaults=True):
     from zipml.hw.boards import BOARDS
     from .backends import BACKENDS
-    from .problem import LEVELS, MODELS, PRECONDITIONS, QUANTIZERS
+    from .problem import GRIDS, LEVELS, MODELS, PRECONDITIONS, QUANTIZERS
     p.add_argument("--model", choices=MODELS, default="linreg",
                    help="loss: linreg (squared), lssvm (squared on +-1, L2), svm (hinge), "
                         "logistic (default linreg)")
@@ -80,6 +80,10 @@ def _add_train_options(p, defaults=True):
                    help="bits per quantized value, 1..32 (engine backends: 1..8; default 8)")
     p.add_argument("--quantizer", choices=QUANTIZERS, default="double",
                    help="double (unbiased), naive, deterministic, full (default double)")
+    p.add_argument("--grid", choices=GRIDS, default="floor",
+                   help="floor: 2^q+1 levels with 0, copies share the floor t (q+2 bits per "
+                        "double-sampled value); symmetric: 2^q levels, no 0 (default floor; "
+                        "docs/engine.md)")
     p.add_argument("--levels", choices=LEVELS, default="uniform",
                    help="uniform grid or variance-optimal levels (reference only)")
     p.add_argument("--epochs", type=_int(1), default=10, help="passes over the data (10)")
@@ -103,8 +107,16 @@ def _add_train_options(p, defaults=True):
                    help="Chebyshev degree for svm/logistic with double (7)")
     p.add_argument("--refetch", action="store_true",
                    help="svm/logistic: refetch full precision near the decision boundary")
-    p.add_argument("--replay", action="store_true",
-                   help="sim/board: upload once, replay epochs from the sample store")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--replay", action="store_const", const=True, default=None,
+                      help="store mode (golden, rtl, sim, board): upload the data once at "
+                           "--store-bits, the board draws fresh codes every epoch "
+                           "(docs/store.md); the default whenever the data fits the store")
+    mode.add_argument("--stream", dest="replay", action="store_const", const=False,
+                      help="stream every epoch over the link (host-drawn codes)")
+    p.add_argument("--store-bits", type=_int(1, 16), default=None,
+                   help="store mode: stored precision p >= q (default: the largest up to 8 "
+                        "that fits the board's store)")
     p.add_argument("--backend", choices=list(BACKENDS), default="reference",
                    help="reference (float), golden (integer model), rtl, sim, board")
     p.add_argument("--port", default=None, help="serial port of the board backend")
@@ -201,6 +213,7 @@ def options_from_args(args):
                         intercept=args.intercept, backend=args.backend, port=args.port,
                         board=args.board, q_model=args.q_model, q_grad=args.q_grad,
                         degree=args.degree, refetch=args.refetch, replay=args.replay,
+                        store_bits=args.store_bits, grid=args.grid,
                         precondition=args.precondition)
 
 

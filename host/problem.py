@@ -317,7 +317,10 @@ class TrainOptions:
     q_grad: int | None = None
     degree: int = 7
     refetch: bool = False
-    replay: bool = False
+    #: store mode (docs/store.md): True uploads once and draws codes on chip every epoch,
+    #: False streams every epoch, None (default) stores when the data fits the build's store
+    #: on the floor grid and streams otherwise
+    replay: bool | None = None
     store_bits: int | None = None
     precondition: str = "whiten"
 

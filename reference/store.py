@@ -100,12 +100,13 @@ def stored_value(s, p: int) -> np.ndarray:
 def _random_bits(states: list[int], count: int, W: int) -> tuple[np.ndarray, list[int]]:
     """(count, 2W) random bits of ``count`` generator steps, and the states after them."""
     K = len(states)
-    out = np.empty((count, K), dtype=np.uint64)
     st = list(states)
-    for i in range(count):
+    flat = []
+    for _ in range(count):
         for k in range(K):
             st[k] = xorshift64(st[k])
-            out[i, k] = st[k]
+            flat.append(st[k])
+    out = np.array(flat, dtype=np.uint64).reshape(count, K)
     as_bytes = out.astype("<u8").view(np.uint8).reshape(count, 8 * K)
     return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :2 * W], st
 
@@ -167,40 +168,47 @@ def feed(config: EngineConfig, regs: EngineRegs, fregs: FeedRegs, words, states)
     C = -(-int(regs.d) // W)
     LW = label_words(W)
     out_g = q + 2 if mode == 0 else q + 1
+    # walk the passes (headers only), then draw and compare every group of the segment at once
     wl = words.tolist()
-    bits = None
-    pieces = []
-    pos = 0
     N = len(wl)
+    passes = []                          # (first word, header+label words, groups)
+    pos = 0
     while pos < N:
-        n_dot, n_grad = parse_header(wl[pos])
+        n_dot, _ = parse_header(wl[pos])
         need = n_dot * LW + C * n_dot * p
         if pos + 1 + need > N:
             raise ValueError(f"stored segment ends inside a pass (word {pos}: needs {need} "
                              f"words after the header, {N - pos - 1} left)")
-        pieces.append(words[pos:pos + 1 + n_dot * LW])
-        g0 = pos + 1 + n_dot * LW
-        groups = C * n_dot
-        if groups:
-            if bits is None:
-                bits = _words_to_bits(words, W)
-            planes = bits[g0:g0 + groups * p].reshape(groups, p, W)
-            outb = np.empty((groups, out_g, W), dtype=np.uint8)
-            outb[:, :q] = planes[:, :q]
-            # the generator steps once per remainder plane, group after group
-            u, states = _random_bits(states, groups * m, W)
-            u = u.reshape(groups, m, 2 * W).transpose(1, 0, 2)         # (m, groups, 2W)
-            r = planes[:, q:].transpose(1, 0, 2)                          # (m, groups, W)
-            if rnd:
-                u_dot = np.ones((m, groups, W), dtype=np.uint8)
-                if m:
-                    u_dot[0] = 0
-            else:
-                u_dot = u[:, :, :W]
-            outb[:, q] = _carry(r, u_dot)
-            if mode == 0:
-                outb[:, q + 1] = _carry(r, u[:, :, W:]) if not rnd else outb[:, q]
-            pieces.append(_bits_to_words(outb.reshape(-1, W)))
-        pos = g0 + groups * p
-    out = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint64)
+        passes.append((pos, 1 + n_dot * LW, C * n_dot))
+        pos += 1 + need
+    groups = sum(g for _, _, g in passes)
+    if not groups:
+        return words.copy(), states
+    first = np.array([a + h for a, h, g in passes for _ in range(g)], dtype=np.int64)
+    nth = np.concatenate([np.arange(g) for _, _, g in passes if g])
+    idx = (first + nth * p)[:, None] + np.arange(p)[None, :]           # (groups, p)
+    planes = _words_to_bits(words[idx.ravel()], W).reshape(groups, p, W)
+    outb = np.empty((groups, out_g, W), dtype=np.uint8)
+    outb[:, :q] = planes[:, :q]
+    # the generator steps once per remainder plane, group after group
+    u, states = _random_bits(states, groups * m, W)
+    u = u.reshape(groups, m, 2 * W).transpose(1, 0, 2)                 # (m, groups, 2W)
+    r = planes[:, q:].transpose(1, 0, 2)                                # (m, groups, W)
+    if rnd:
+        u_dot = np.ones((m, groups, W), dtype=np.uint8)
+        if m:
+            u_dot[0] = 0
+    else:
+        u_dot = u[:, :, :W]
+    outb[:, q] = _carry(r, u_dot)
+    if mode == 0:
+        outb[:, q + 1] = _carry(r, u[:, :, W:]) if not rnd else outb[:, q]
+    fed = _bits_to_words(outb.reshape(-1, W))
+    pieces = []
+    g0 = 0
+    for a, h, g in passes:
+        pieces.append(words[a:a + h])
+        pieces.append(fed[g0 * out_g:(g0 + g) * out_g])
+        g0 += g
+    out = np.concatenate(pieces)
     return out.astype(np.uint64), states

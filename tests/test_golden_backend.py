@@ -37,7 +37,7 @@ def scaled_mse(prepared, x):
 ])
 def test_golden_backend_reaches_least_squares(diabetes, quantizer, bits, tol):
     opts = TrainOptions(model="linreg", bits=bits, quantizer=quantizer, epochs=20, seed=3,
-                        backend="golden")
+                        backend="golden", replay=False)
     res = backend_engine.train_golden(diabetes, opts, None)
     _, best = least_squares_mse(diabetes)
     x = job.float_model(res.model_raw)
@@ -88,7 +88,7 @@ def test_golden_backend_tracks_the_float_reference(diabetes, quantizer, bits, ba
     from zipml.reference.sgd import SGDConfig, sgd
     lr = 0.02
     opts = TrainOptions(model="linreg", bits=bits, quantizer=quantizer, epochs=4, seed=9,
-                        lr=lr, decay=1.0, batch=batch, lam=lam)
+                        lr=lr, decay=1.0, batch=batch, lam=lam, replay=False)
     res = backend_engine.train_golden(diabetes, opts, None)
     regs = res.extra["regs"]
     # the float run gets the lr and the L2 shrink the engine's registers implement
@@ -136,16 +136,19 @@ def test_rtl_backend_equals_golden(quantizer, bits, batch, replay):
 
 
 def test_replay_equals_one_continuous_stream(diabetes):
-    """Replay (docs/link.md): epoch 0's segment E times with no clear in between.  The backend
-    runs one segment per call from clear with the step pre-decayed (epoch_regs); one golden run
-    over the concatenated stream, where the engine's own decay counter fires after every n
-    samples, must end on the same words."""
+    """Store mode (docs/store.md): the feed's epoch streams, one after the other with no clear
+    in between.  The backend runs one segment per call from clear with the step pre-decayed
+    (epoch_regs); one golden run over the concatenated stream, where the engine's own decay
+    counter fires after every n samples, must end on the same words."""
     opts = TrainOptions(model="linreg", bits=3, quantizer="double", epochs=4, seed=2,
                         decay=0.75, replay=True)
     res = backend_engine.train_golden(diabetes, opts, None)
     ej = backend_engine.engine_job_for(diabetes, opts)
     assert ej.regs.decay_shift == 2 and ej.regs.n_epoch == diabetes.n
-    stream = np.concatenate([ej.epoch_stream(0)] * 4)
+    assert ej.store_p == 8 and res.extra["store_p"] == 8
+    stream = np.concatenate([ej.epoch_stream(e) for e in range(4)])
+    # every epoch draws fresh carries from the stored data
+    assert not np.array_equal(ej.epoch_stream(0), ej.epoch_stream(1))
     one = golden.run(ej.config, ej.regs, stream)
     assert one.model_words.tolist() == res.model_raw
     assert one.samples == res.extra["samples"] == 4 * diabetes.n
