@@ -26,7 +26,8 @@ class _ZipMLBase(BaseEstimator):
                             levels=self.levels, epochs=self.epochs, lr=self.lr,
                             batch=self.batch, seed=self.seed, lam=self.lam, decay=self.decay,
                             intercept=self.fit_intercept, backend=self.backend, port=self.port,
-                            board=self.board, precondition=self.precondition)
+                            board=self.board, precondition=self.precondition,
+                            grid=self.grid, replay=self.replay, store_bits=self.store_bits)
 
     def _fit_binary(self, X, y, model, task):
         options = self._options(model)
@@ -80,6 +81,13 @@ class ZipMLRegressor(RegressorMixin, _ZipMLBase):
         Per-epoch step multiplier; None derives it from ``epochs``.
     fit_intercept : bool
     precondition : {"whiten", "center", "none"}
+    grid : {"floor", "symmetric"}
+        The quantization grid (docs/engine.md, "Grids"); floor by default.
+    replay : bool or None
+        Engine backends: True trains in store mode (upload once, codes drawn on the board every
+        epoch; docs/store.md), False streams, None (default) stores when the data fits.
+    store_bits : int or None
+        Store mode's stored precision (default: the largest up to 8 that fits).
 
     Attributes
     ----------
@@ -92,7 +100,11 @@ class ZipMLRegressor(RegressorMixin, _ZipMLBase):
 
     def __init__(self, bits=8, quantizer="double", levels="uniform", epochs=20, lr=None,
                  batch=1, backend="reference", port=None, baud=None, board=None, seed=0,
-                 lam=0.0, decay=None, fit_intercept=True, precondition="whiten"):
+                 lam=0.0, decay=None, fit_intercept=True, precondition="whiten", grid="floor",
+                 replay=None, store_bits=None):
+        self.grid = grid
+        self.replay = replay
+        self.store_bits = store_bits
         self.bits = bits
         self.quantizer = quantizer
         self.levels = levels
@@ -137,7 +149,10 @@ class ZipMLClassifier(ClassifierMixin, _ZipMLBase):
     def __init__(self, model="logistic", bits=8, quantizer="double", levels="uniform",
                  epochs=20, lr=None, batch=1, backend="reference", port=None, baud=None,
                  board=None, seed=0, lam=0.0, decay=None, fit_intercept=True,
-                 precondition="whiten"):
+                 precondition="whiten", grid="floor", replay=None, store_bits=None):
+        self.grid = grid
+        self.replay = replay
+        self.store_bits = store_bits
         self.model = model
         self.bits = bits
         self.quantizer = quantizer
