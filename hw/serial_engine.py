@@ -14,7 +14,6 @@ docs/gateware.md, "The lane-serial engine", describes the schedule and its laten
 
 from amaranth.hdl import Module, Signal, Mux, Cat, signed
 from amaranth.lib import wiring, data, enum
-from amaranth.lib.wiring import In
 from amaranth.lib.memory import Memory
 
 from .dot import G, sum_width, acc_width
@@ -77,7 +76,6 @@ class SerialEngine(wiring.Component):
 
     def __init__(self, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, L2=True):
         members = engine_members("SerialEngine", W, D_MAX, B_MAX, BUF_DEPTH)
-        members.setdefault("grid", In(1))       # until the shared port list has it
         self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH = W, D_MAX, B_MAX, BUF_DEPTH
         self.L2 = bool(L2)
         self.C_MAX = D_MAX // W
