@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from zipml.hw import protocol as P
+from zipml.reference import store as feed_model
 
 __all__ = ["Device", "DeviceError", "DeviceTimeout", "LinkStats", "DeviceRunner", "train_sim",
            "train_board", "board_baud", "sim_transport_for"]
@@ -179,6 +180,10 @@ class Device:
         """Writable, fits, and not ignored by this build (`zipml.host.backend_engine
         .check_register`, the judgement golden and rtl apply to a board's build too)."""
         from zipml.host.backend_engine import check_register
+        if r.access is P.Access.WO:         # a write strobe: only its width to check
+            if not 0 <= value <= r.mask:
+                raise ValueError(f"register {r.name!r} is {r.width} bits: {value} does not fit")
+            return
         check_register(r, value, self.params)
 
     def engine_config(self):
@@ -207,6 +212,20 @@ class Device:
         """Write engine registers by name (``q``, ``mode``, ``d``, ``step``, ...)."""
         for name, value in regs.items():
             self.write_reg(name, value)
+
+    def set_feed(self, fregs):
+        """The store feed's registers (`zipml.reference.store.FeedRegs`: ``p``, ``round``):
+        ``store_p`` and ``store_round``. Write them only between replays."""
+        self.write_reg("store_p", int(fregs.p))
+        self.write_reg("store_round", int(fregs.round))
+
+    def set_seed(self, seed):
+        """Load the store feed's generators from a 64-bit seed (``seed_lo``, then ``seed_hi``,
+        whose write loads them). A seed that makes a generator's state 0 is refused
+        (`zipml.reference.store.check_seed`)."""
+        seed = feed_model.check_seed(seed, self.W)
+        self.write_reg("seed_lo", seed & 0xFFFFFFFF)
+        self.write_reg("seed_hi", seed >> 32)
 
     def set_ctrl(self, enable=True, clear=False, stop=False):
         self.write_reg("ctrl", (P.CTRL_ENABLE if enable else 0) | (P.CTRL_CLEAR if clear else 0)
@@ -351,13 +370,30 @@ class DeviceRunner:
     """``runner(config, regs, words, init_model) -> EngineResult`` on a board, for
     `zipml.host.backend_engine.train_engine`: one epoch segment per call.
 
-    Per call: write the registers that changed, the model if it is not what the board holds,
-    clear (loads the step, zeroes the counters), then STREAM the words, or with ``replay`` put
-    them in the sample store once and REPLAY them (one epoch per call, so the model can be read
-    between epochs), wait for idle, read counters and model.
+    Per call: write the registers that changed (the engine's, ``grid`` included), the model if
+    it is not what the board holds, clear (loads the step, zeroes the counters), then STREAM
+    the words, or with ``replay`` put them in the sample store once and REPLAY them (one epoch
+    per call, so the model can be read between epochs), wait for idle, read counters and model.
+
+    **Store mode** (docs/store.md): with a ``job`` (`zipml.reference.engine_job.EngineJob`) whose
+    ``store_p`` > 0, the first call uploads ``job.stored_segment()`` and writes the feed's
+    registers (``job.feed_regs()``) and seed (``job.feed_seed()``); every call then clears and
+    REPLAYs the store once, and the board's store feed draws the epoch's codes. ``words`` is
+    not sent then (it may be None; the golden equivalent is ``job.epoch_stream(e)``, epochs in
+    order, which is what the engine receives). Otherwise the feed passes replayed words
+    through (``store_p`` = 0).
+
+    Attributes
+    ----------
+    uploads : int
+        Segments written into the store.
+    link_words : int
+        W-bit words sent over the link (STREAM and STORE), once each.
+    store_words : int
+        W-bit words read from the store (``store_len`` per replayed epoch).
     """
 
-    def __init__(self, device, replay=False, progress=None):
+    def __init__(self, device, replay=False, progress=None, job=None):
         self.device = device
         self.replay = replay
         self.progress = progress
@@ -365,55 +401,102 @@ class DeviceRunner:
         self._model = None
         self._stored = None
         self.uploads = 0
+        self.link_words = 0
+        self.store_words = 0
+        self.job = None
+        if job is not None:
+            self.bind(job)
+
+    def bind(self, job):
+        """Train ``job`` (store mode if ``job.store_p`` > 0): its stored segment and seed go to
+        the board at the next call."""
+        self.job = job
+        self._fed = None
+
+    @property
+    def store_mode(self):
+        return self.job is not None and int(getattr(self.job, "store_p", 0) or 0) > 0
+
+    def _write(self, name, value):
+        if self._regs.get(name) != value:
+            self.device.write_reg(name, value)
+            self._regs[name] = value
+
+    def _upload(self, words):
+        if self._stored is None or not np.array_equal(self._stored, words):
+            self.device.store(words, progress=self.progress)
+            self._stored = words.copy()
+            self.uploads += 1
+            self.link_words += int(words.size)
 
     def __call__(self, config, regs, words, init_model=None):
         from zipml.reference.golden import EngineResult
         dev = self.device
         dev.check_job(config, regs)
-        words = np.asarray(words, dtype=np.uint64)
+        store_mode = self.store_mode
+        if store_mode:
+            fregs = self.job.feed_regs()
+            fregs.check(regs)
         dev.set_ctrl(enable=False)
         for r in P.ENGINE_REGISTERS:
-            v = int(getattr(regs, r.engine))
-            if self._regs.get(r.name) != v:
-                dev.write_reg(r.name, v)
-                self._regs[r.name] = v
+            self._write(r.name, int(getattr(regs, r.engine)))
         init = (np.zeros(regs.d, dtype=np.int64) if init_model is None
                 else np.asarray(init_model, dtype=np.int64))
         if self._model is None or not np.array_equal(self._model, init):
             dev.write_model(init)
-        if self.replay:
-            if self._stored is None or not np.array_equal(self._stored, words):
-                dev.store(words, progress=self.progress)
-                self._stored = words.copy()
-                self.uploads += 1
+        replay = self.replay or store_mode
+        if store_mode:
+            if self._fed is not self.job:
+                # the stored codes and the seed once per job: the generators then run on,
+                # epoch after epoch, exactly as the golden feed's carried state
+                self._upload(np.asarray(self.job.stored_segment(), dtype=np.uint64))
+                self._write("store_p", int(fregs.p))
+                self._write("store_round", int(fregs.round))
+                dev.set_seed(self.job.feed_seed())
+                self._fed = self.job
+        elif replay:
+            self._write("store_p", 0)
+            self._upload(np.asarray(words, dtype=np.uint64))
+        if replay:
             dev.set_ctrl(enable=True, clear=True)
             replay_cycles = dev.replay(1)
+            self.store_words += int(self._stored.size)
         else:
+            words = np.asarray(words, dtype=np.uint64)
             dev.set_ctrl(enable=True, clear=True)
             dev.stream(words, progress=self.progress)
+            self.link_words += int(words.size)
             dev.wait_idle()
         c = dev.counters()
         self._model = dev.read_model(regs.d)
         # Streaming: the engine's enabled cycles (link bound). Replay: the board's clocks from
         # REPLAY to idle (memory speed), not the host's polling latency after it.
-        cycles = replay_cycles if self.replay else c["cycles"]
+        cycles = replay_cycles if replay else c["cycles"]
         return EngineResult(model_words=self._model.copy(), samples=c["samples"],
                             words=c["words"], overflow=c["overflow"], cycles=cycles,
                             stall_cycles=c["stall_cycles"])
 
 
 def _train_on(device, prepared, options, progress, config, backend):
-    from zipml.host.backend_engine import train_engine
+    """`train_engine` with a `DeviceRunner` bound to the job (store mode when its
+    ``store_p`` > 0). ``extra`` gains ``link_bits`` (every word sent over the link: the
+    upload, or all streamed words, times W) and ``store_bits`` (words read from the store,
+    times W, summed over the epochs; 0 when streaming), and ``link`` (byte counts)."""
+    from zipml.host.backend_engine import engine_job_for, train_engine
     if config is None:
         config = device.engine_config()
-    runner = DeviceRunner(device, replay=bool(getattr(options, "replay", False)))
+    store_depth = device.params["STORE_DEPTH"]
+    runner = DeviceRunner(device, replay=bool(getattr(options, "replay", False)),
+                          job=engine_job_for(prepared, options, config, store_depth))
     result = train_engine(prepared, options, progress, runner=runner, config=config,
-                          caps=device.params, backend=backend)
+                          caps=device.params, backend=backend, store_depth=store_depth)
     link = device.stats.as_dict()
     wire = link["tx_bytes"] + link["rx_bytes"]
     link["payload_share"] = link["payload"] / wire if wire else None
     link["uploads"] = runner.uploads
     result.extra["link"] = link
+    result.extra["link_bits"] = runner.link_words * device.W
+    result.extra["store_bits"] = runner.store_words * device.W
     return result
 
 
@@ -442,9 +525,12 @@ def train_sim(prepared, options, progress=None, config=None, transport=None):
     ``--backend sim`` and ``--backend golden`` with the same ``--board`` train the same integer
     model bit for bit; a job that build cannot do is refused before the simulation is built.
     With a ``transport`` the job is built for ``config``, else ``options.board``'s engine, else
-    the engine the board reports. ``options.replay`` uploads epoch 0's segment once and
-    replays it (docs/link.md). ``extra`` adds ``sim_cycles`` (simulated clocks), ``clk_hz``
-    and ``baud`` (the simulated system's clock and UART).
+    the engine the board reports. In store mode (``options.replay``, or by default on the
+    floor grid when the data fits the build's store: `zipml.host.backend_engine
+    .engine_job_for`) the stored segment is uploaded once and the board's store feed draws
+    every epoch's codes (docs/store.md, docs/link.md). ``extra`` adds ``sim_cycles``
+    (simulated clocks), ``clk_hz`` and ``baud`` (the simulated system's clock and UART), and
+    `_train_on`'s ``link_bits``, ``store_bits`` and ``link``.
     """
     from zipml.host.backend_engine import board_build, check_regs, engine_job_for
     board = getattr(options, "board", None)
@@ -454,7 +540,8 @@ def train_sim(prepared, options, progress=None, config=None, transport=None):
         config = build.config
     if own:
         # what Device.check_job would refuse after connecting, before building the simulation
-        check_regs(engine_job_for(prepared, options, config).regs, build.caps)
+        check_regs(engine_job_for(prepared, options, config, build.store_depth).regs,
+                   build.caps)
         transport = sim_transport_for(config, board=board)
     try:
         device = Device(transport)

@@ -49,7 +49,8 @@ CRC_BYTES = 2
 # would not: the receive buffer is MAX_PAYLOAD + CRC_BYTES deep, which Yosys rounds to 512).
 MAX_PAYLOAD = 256
 # 2: counter high halves latched by the low half's read; register `caps`
-VERSION = 2
+# 3: the floor grid (register `grid`) and the store feed (`store_p`, `store_round`, the seed)
+VERSION = 3
 ID_MAGIC = 0x5A4D0000 | VERSION  # "ZM" << 16 | protocol version, register `id`
 
 ACK = 0x80  # response cmd = command | ACK
@@ -102,8 +103,12 @@ class Status(enum.IntEnum):
 
 
 class Access(enum.Enum):
+    """``ro`` read only; ``rw`` held and read back; ``wo`` write only: a write acts (it is not
+    held in a register of its own) and a read returns 0."""
+
     RO = "ro"
     RW = "rw"
+    WO = "wo"
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ class Register:
         return (1 << self.width) - 1
 
 
-_RO, _RW = Access.RO, Access.RW
+_RO, _RW, _WO = Access.RO, Access.RW, Access.WO
 
 # CTRL bits. clear and stop are strobes: they act on write and read back as 0.
 CTRL_ENABLE = 1 << 0  # engine runs (its input is ready); 0 holds it
@@ -209,6 +214,8 @@ REGISTERS = (
     Register("decay_shift", 0x15, 5, _RW, "0 constant step", engine="decay_shift"),
     Register("n_epoch", 0x16, 32, _RW, "samples per epoch, for the step decay", engine="n_epoch"),
     Register("l2_shift", 0x17, 6, _RW, "0 no L2 shrink", engine="l2_shift", requires="L2"),
+    Register("grid", 0x18, 1, _RW, "0 symmetric, 1 floor grid (docs/engine.md, Grids)",
+             engine="grid"),
     # Engine counters: read the low word first; its read latches the high word, which the next
     # read of the high word returns, so a counter read while the engine runs is never torn.
     *_counter("cycles", 0x20, "cycles", "enabled cycles since clear"),
@@ -222,6 +229,19 @@ REGISTERS = (
              "epochs fed to the engine by the current replay (at most REPLAY's u16 epochs)"),
     Register("replay_cycles", 0x33, 32, _RO,
              "clocks from the REPLAY command until the store is fed and the engine idle"),
+    # Store feed (docs/store.md): between the store's replay and the engine. Write these only
+    # between replays.
+    Register("store_p", 0x34, 5, _RW,
+             "stored planes per value p (q <= p <= 16): the feed draws floor-grid codes from a "
+             "replayed stored segment; 0 replays the words unchanged"),
+    Register("store_round", 0x35, 1, _RW,
+             "0 stochastic carries from the generators, 1 nearest level (ties up)"),
+    Register("seed_lo", 0x36, 32, _WO,
+             "the generators' 64-bit seed, low half: write it first (it goes into the "
+             "generators' state at once; the seed is whole with seed_hi)"),
+    Register("seed_hi", 0x37, 32, _WO,
+             "the seed's high half: writing it loads generator k with {seed_hi, seed_lo} XOR "
+             "k * 0x9E3779B97F4A7C15; the state then persists across replays and clears"),
     # Link health: 16-bit counters that wrap (they say whether, and how often, something went
     # wrong between two reads: take differences mod 2**16), a few cells each on the UP5K.
     Register("rx_ok", 0x38, 16, _RO, "good frames received, mod 2**16"),

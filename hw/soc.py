@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 from . import protocol as P
 from .frame import FrameReceiver, FrameSender
 from .onehot import OneHotFSM
+from .store_feed import StoreFeed
 from .uart import UartRx, UartTx
 
 __all__ = ["System", "SampleStore", "divisor_for", "engine_class", "LED_COUNT"]
@@ -169,6 +170,7 @@ class System(wiring.Component):
         m.submodules.frame_tx = ftx = FrameSender()
         m.submodules.engine = eng = self.make_engine()
         m.submodules.store = store = self.make_store()
+        m.submodules.store_feed = sfeed = StoreFeed(W, D_MAX=self.D_MAX)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         wiring.connect(m, urx.o_stream, frx.i_stream)
         wiring.connect(m, ftx.o_stream, utx.i_stream)
@@ -187,6 +189,13 @@ class System(wiring.Component):
             port = getattr(eng, r.engine)
             m.d.comb += port.eq(regs[r.name][:len(port)])
         m.d.comb += [eng.enable.eq(enable), eng.clear.eq(clear_strobe)]
+        # The store feed reads the engine's q, mode and d, and its own registers; the seed's
+        # halves are write strobes (registered pulses) with the written value beside them.
+        seed_load = Signal(2)
+        m.d.sync += seed_load.eq(0)
+        m.d.comb += [sfeed.q.eq(regs["q"]), sfeed.mode.eq(regs["mode"]),
+                     sfeed.d.eq(regs["d"][:len(sfeed.d)]), sfeed.store_p.eq(regs["store_p"]),
+                     sfeed.store_round.eq(regs["store_round"]), sfeed.seed_load.eq(seed_load)]
         store_wptr = regs["store_wptr"]
         store_len = regs["store_len"]
         sbits = self.STORE_DEPTH.bit_length()
@@ -255,7 +264,7 @@ class System(wiring.Component):
         land_wp = Signal()
         land_rp = Signal()
         replay_busy = Signal()
-        m.d.comb += replay_busy.eq(replay_more | in_flight | (n_landed != 0))
+        m.d.comb += replay_busy.eq(replay_more | in_flight | (n_landed != 0) | sfeed.busy)
         replay_start = Signal()     # registered pulse from DECODE
         m.d.sync += replay_start.eq(0)
 
@@ -300,6 +309,8 @@ class System(wiring.Component):
                 return replay_cycles
             if r.name in link:
                 return link[r.name]
+            if r.access is P.Access.WO:
+                return Const(0, 32)
             if r.engine in P.COUNTERS and r.part == 1:
                 return counter_hi.get(r.engine, Const(0, 32))    # no high word: reads 0
             if r.engine in P.COUNTERS:
@@ -363,13 +374,18 @@ class System(wiring.Component):
         def send(byte, last):
             m.d.sync += [tx_valid.eq(1), tx_data.eq(byte), tx_last.eq(last)]
 
-        # The engine's input: replay words or STREAM words from the command unit, never both
-        # (STREAM is refused while a replay runs).
+        # The engine's input: replay words through the store feed, or STREAM words from the
+        # command unit, never both (STREAM is refused while a replay runs, the feed included).
         push_valid = Signal()       # registered: acc holds a STREAM word for the engine
         head_valid = Signal()
         m.d.comb += [head_valid.eq(n_landed != 0),
-                     feed_valid.eq(head_valid | push_valid),
-                     feed_data.eq(Mux(head_valid, landed[land_rp], acc[:W]))]
+                     sfeed.i_stream.valid.eq(head_valid),
+                     sfeed.i_stream.payload.eq(landed[land_rp]),
+                     sfeed.o_stream.ready.eq(feed_ready),
+                     feed_valid.eq(sfeed.o_stream.valid | push_valid),
+                     feed_data.eq(Mux(sfeed.o_stream.valid, sfeed.o_stream.payload, acc[:W])),
+                     sfeed.seed.eq(reg_wvalue),
+                     sfeed.restart.eq(replay_start | stop_strobe | clear_strobe)]
         # The model port is the engine's only while it is idle (READ_MODEL/WRITE_MODEL check).
         m.d.comb += [eng.model_addr.eq(maddr), eng.model_wdata.eq(acc[:32])]
 
@@ -377,11 +393,14 @@ class System(wiring.Component):
         # is a registered request, the clock after the word is complete (acc holds still then).
         store_wr = Signal()
         m.d.sync += store_wr.eq(0)
-        issue = Signal()            # read the store at rptr (registered conditions only)
+        # A read is issued while the landed words and the one in flight leave a place after
+        # this clock's take: at most two are on their way, so the landed registers never
+        # overflow, and a word a clock flows while the feed takes one a clock.
+        take = Signal()             # the store feed takes the landed head
+        m.d.comb += take.eq(head_valid & sfeed.i_stream.ready)
+        issue = Signal()            # read the store at rptr
         m.d.comb += issue.eq(replay_more & ~stop_strobe & ~store_wr
-                             & (in_flight + n_landed + main_valid + spare_valid < 4))
-        take = Signal()             # the skid buffer takes the landed head
-        m.d.comb += take.eq(head_valid & feed_ready)
+                             & ((in_flight + n_landed < 2) | take))
         m.d.sync += in_flight.eq(issue)
         with m.If(in_flight):
             m.d.sync += [landed[land_wp].eq(store.rdata), land_wp.eq(~land_wp)]
@@ -471,7 +490,7 @@ class System(wiring.Component):
         with m.Switch(reg_addr):
             for r in P.REGISTERS:
                 with m.Case(r.addr):
-                    m.d.comb += [addr_known.eq(1), addr_rw.eq(r.access is P.Access.RW)]
+                    m.d.comb += [addr_known.eq(1), addr_rw.eq(r.access is not P.Access.RO)]
         # One flip-flop per register: its address is the command's. Every use of the address
         # after CHECK (the read, the write, the counter latch) is a flip-flop, not a decoder.
         sel = {r.addr: Signal(name=f"sel_{r.name}") for r in P.REGISTERS}
@@ -719,6 +738,9 @@ class System(wiring.Component):
                 if r.access is P.Access.RW and r.name != "ctrl":
                     with m.If(sel[r.addr]):
                         m.d.sync += regs[r.name].eq(reg_wvalue[:r.width])
+            # the seed's halves go into the generators (reg_wvalue holds until the next command)
+            m.d.sync += seed_load.eq(Cat(sel[P.REGISTER_BY_NAME["seed_lo"].addr],
+                                         sel[P.REGISTER_BY_NAME["seed_hi"].addr]))
             with m.If(sel[P.REGISTER_BY_NAME["ctrl"].addr]):
                 m.d.sync += [clear_strobe.eq(reg_wvalue[1]), stop_strobe.eq(reg_wvalue[2])]
                 with m.If(reg_wvalue[1]):

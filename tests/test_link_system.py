@@ -87,13 +87,19 @@ def test_identity_and_parameters(dev):
 
 def test_registers_write_read_masked(dev):
     rng = random.Random(0)
-    for r in P.ENGINE_REGISTERS + (P.REGISTER_BY_NAME["store_len"],):
+    for r in P.ENGINE_REGISTERS + tuple(P.REGISTER_BY_NAME[n] for n in
+                                        ("store_len", "store_p", "store_round")):
         for v in (0, r.mask, rng.randrange(r.mask + 1)):
             dev.write_reg(r.name, v)
             assert dev.read_reg(r.name) == v, r.name
     # Too wide for the register: refused on the host before it reaches the wire.
     with pytest.raises(ValueError, match="6 bits"):
         dev.write_reg("q", 64)
+    # The seed's halves are write strobes: the board takes them and reads them as 0.
+    for name in ("seed_lo", "seed_hi"):
+        dev.write_reg(name, 0xFFFFFFFF)
+        assert dev.read_reg(name) == 0
+    dev.write_reg("store_p", 0)
 
 
 def test_bad_register_writes_are_refused_by_the_board(dev):
@@ -149,7 +155,7 @@ def _tiny_stream(W=8):
     words = pack.pack_segment(W, q, 0, dot, L, 1, grad)
     # Every engine register, so nothing leaks from earlier tests on the same board.
     return dict(q=q, mode=0, d=d, step=1000, step_shift=20, decay_shift=0, n_epoch=0,
-                l2_shift=0), words
+                l2_shift=0, grid=0), words
 
 
 def test_corrupted_and_lost_frames_act_exactly_once(sim):
@@ -201,6 +207,7 @@ def test_replay_equals_streaming_the_segment_repeatedly(dev):
     from zipml.reference.golden import EngineConfig, EngineRegs, run
     regs, words = _tiny_stream()
     dev.configure(**regs)
+    dev.write_reg("store_p", 0)         # the store feed passes the replayed words through
     dev.write_model(np.zeros(regs["d"], dtype=np.int64))
     dev.store(words)
     dev.set_ctrl(enable=True, clear=True)
