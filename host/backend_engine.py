@@ -21,10 +21,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from zipml.hw import protocol as P
+from zipml.hw.boards import BOARDS, board_spec
+from zipml.hw.build import fit_frequency
 
 from ..reference import engine_job as job
 from ..reference.golden import EngineConfig
-from .backends import report
+from ..reference.golden import run as golden_run
+from ..reference.order import fixed_order, order_function
+from ..reference.pack import segment_words
+from ..reference.store import P_MAX
+from .backends import BackendUnavailable, report
+from .problem import TrainResult, resolve
 
 __all__ = ["BoardBuild", "board_build", "check_register", "check_regs", "engine_job_for",
            "train_golden", "train_rtl", "train_engine"]
@@ -92,8 +99,6 @@ def board_build(board: str | None = None, config: EngineConfig | None = None) ->
         return BoardBuild(board=None, config=config or job.DEFAULT_CONFIG, L2=True,
                           clk_hz=DEFAULT_SIM_CLK_HZ, baud=DEFAULT_BAUD,
                           store_depth=DEFAULT_STORE_DEPTH)
-    from zipml.hw.boards import board_spec
-    from zipml.hw.build import fit_frequency
     spec = board_spec(board)
     engine = dict(spec.engine)
     L2 = bool(engine.pop("L2", True))            # the engine's default: built with L2
@@ -154,8 +159,6 @@ def store_precision(n: int, d: int, q: int, config: EngineConfig, B: int, store_
     Raises ValueError naming the store, the segment and the way out (streaming) when nothing
     fits, or when ``requested`` does not.
     """
-    from ..reference.pack import segment_words
-    from ..reference.store import P_MAX
 
     lo = 1 if quantizer == "full" else int(q)
 
@@ -180,6 +183,21 @@ def store_precision(n: int, d: int, q: int, config: EngineConfig, B: int, store_
                      f"without --replay (streaming)")
 
 
+def store_fit(n: int, d: int, q: int, B: int, quantizer: str = "double") -> dict:
+    """Per board, the largest stored precision p (q..P_MAX) whose segment fits its sample
+    store, or None: what ``zipml train`` reports so a user can pick a board for store mode."""
+
+    lo = 1 if quantizer == "full" else int(q)
+    out = {}
+    for name in sorted(BOARDS):
+        build = board_build(name)
+        fits = [p for p in range(lo, P_MAX + 1)
+                if B <= build.config.B_MAX and d <= build.config.D_MAX
+                and segment_words(n, d, p, build.config.W, B, 1) <= build.store_depth]
+        out[name] = max(fits) if fits else None
+    return out
+
+
 def engine_job_for(prepared, options, config: EngineConfig | None = None,
                    store_depth: int | None = None) -> job.EngineJob:
     """Check that the engine can run these options and build the job.
@@ -189,7 +207,6 @@ def engine_job_for(prepared, options, config: EngineConfig | None = None,
 
     Raises ValueError with one message naming what the engine cannot do.
     """
-    from .problem import resolve, sample_order
 
     if _opt(options, "lr") is None or _opt(options, "decay") is None:
         options = resolve(prepared, options)      # the same lr/decay every backend derives
@@ -230,7 +247,8 @@ def engine_job_for(prepared, options, config: EngineConfig | None = None,
     return job.EngineJob.build(
         prepared.A, prepared.b, quantizer=quantizer, q=q, lr=float(lr), B=B,
         seed=int(_opt(options, "seed", 0) or 0), l2=float(lam),
-        decay_factor=_decay_factor(options), order=sample_order, config=config, grid=grid,
+        decay_factor=_decay_factor(options), config=config, grid=grid,
+        order=fixed_order if store_p else order_function(_opt(options, "order", "shuffle")),
         store_p=store_p)
 
 
@@ -259,7 +277,6 @@ def train_engine(prepared, options, progress=None, *, runner, config: EngineConf
         every streamed word, or the stored segment once) and ``store_bits`` (bits read from
         the sample store, every epoch; 0 when streaming).
     """
-    from .problem import TrainResult
 
     ej = engine_job_for(prepared, options, config, store_depth)
     caps = {"L2": True, "ARCH": ej.config.ARCH} if caps is None else caps
@@ -300,26 +317,27 @@ def train_engine(prepared, options, progress=None, *, runner, config: EngineConf
                                                 ej.regs.grid),
                "grid": "floor" if ej.regs.grid else "symmetric",
                "replay": replay, "store_p": ej.store_p,
+               "order": "fixed" if (replay or ej.order is fixed_order) else "shuffle",
                "link_bits": ej.store_bits() if replay else bits,
                "store_bits": ej.store_bits() * epochs if replay else 0,
+               "store_fit": store_fit(ej.n, ej.d, ej.regs.q, ej.B, ej.quantizer),
                "model_scaled": x.tolist()})
 
 
 def train_golden(prepared, options, progress=None, config: EngineConfig | None = None):
     """``--backend golden [--board NAME]``: the bit-exact integer model of the board's engine
     (:func:`board_build`; ``config`` replaces the default build's engine)."""
-    from ..reference.golden import run
     build = board_build(_opt(options, "board"), config)
-    return train_engine(prepared, options, progress, runner=run, config=build.config,
+    return train_engine(prepared, options, progress, runner=golden_run, config=build.config,
                         caps=build.caps, backend="golden", store_depth=build.store_depth)
 
 
 def train_rtl(prepared, options, progress=None, config: EngineConfig | None = None):
     """``--backend rtl [--board NAME]``: the engine RTL of the board's config
     (:func:`board_build`), simulated by Verilator, trains the data."""
-    from .backends import BackendUnavailable
     build = board_build(_opt(options, "board"), config)
     try:
+        # lazy: Verilator and a C++ compiler, which only the rtl backend needs
         from ..sim.engine_rtl import run
     except ImportError as exc:            # Verilator or the gateware missing
         raise BackendUnavailable(f"the rtl backend needs the Verilator simulation of "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..reference.levels import optimal_levels
+from ..reference.order import order_function
 from ..reference.sgd import MODEL_LOSS, SGDConfig, loss_value, sgd
 from .backends import report
 from .problem import Prepared, TrainOptions, TrainResult, resolve
@@ -41,7 +42,8 @@ def train(prepared: Prepared, options: TrainOptions, progress=None) -> TrainResu
             acc.append(prepared.accuracy(x))
         report(progress, e, err)
 
-    res = sgd(prepared.A, prepared.b, cfg, callback=after_epoch)
+    res = sgd(prepared.A, prepared.b, cfg, callback=after_epoch,
+              order=order_function(getattr(options, "order", "shuffle")))
     extra = {"backend": "reference", "lr": cfg.lr, "decay": cfg.decay, "loss": loss,
              "refetches": res.refetches, "model_scaled": res.x.tolist()}
     if acc:

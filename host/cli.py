@@ -114,6 +114,9 @@ def _add_train_options(p, defaults=True):
                            "(docs/store.md); the default whenever the data fits the store")
     mode.add_argument("--stream", dest="replay", action="store_const", const=False,
                       help="stream every epoch over the link (host-drawn codes)")
+    p.add_argument("--order", choices=("shuffle", "fixed"), default="shuffle",
+                   help="streamed epochs: a fresh shuffle each epoch, or epoch 0's every epoch "
+                        "(store mode's order; default shuffle)")
     p.add_argument("--store-bits", type=_int(1, 16), default=None,
                    help="store mode: stored precision p >= q (default: the largest up to 8 "
                         "that fits the board's store)")
@@ -213,7 +216,7 @@ def options_from_args(args):
                         intercept=args.intercept, backend=args.backend, port=args.port,
                         board=args.board, q_model=args.q_model, q_grad=args.q_grad,
                         degree=args.degree, refetch=args.refetch, replay=args.replay,
-                        store_bits=args.store_bits, grid=args.grid,
+                        store_bits=args.store_bits, grid=args.grid, order=args.order,
                         precondition=args.precondition)
 
 
@@ -267,6 +270,9 @@ def result_json(prepared, options, result, seconds):
         "board": options.board,
         "epochs": options.epochs,
         "bits_moved": int(result.bits_moved),
+        "grid": options.grid,
+        "link_bits": int(result.extra.get("link_bits", result.bits_moved)),
+        "store_bits": int(result.extra.get("store_bits", 0)),
         "cycles": None if result.cycles is None else int(result.cycles),
         "model_type": options.model,
         "dataset": prepared.name,
@@ -311,6 +317,15 @@ def _summary(doc) -> str:
     lines.append(f"  bits moved {doc['bits_moved']:,}"
                  + (f" ({doc['bits_moved'] / full_bits:.3f} of 32-bit floats)"
                     if full_bits else ""))
+    extra = doc.get("extra") or {}
+    if extra.get("store_p"):
+        lines.append(f"  store mode: stored once at p = {extra['store_p']} bits "
+                     f"({doc['link_bits']:,} link bits), {doc['store_bits']:,} bits read from "
+                     f"the store, fresh codes drawn on the board every epoch")
+    if extra.get("store_fit"):
+        fit = ", ".join(f"{b} p <= {p}" if p else f"{b} does not fit"
+                        for b, p in extra["store_fit"].items())
+        lines.append(f"  sample store fit: {fit}")
     if doc["cycles"] is not None:
         lines.append(f"  cycles {doc['cycles']:,}")
     return "\n".join(lines)

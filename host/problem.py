@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..reference.order import sample_order
+from ..reference.order import ORDERS, order_function, sample_order
 from ..reference.quantize import GRIDS, check_grid
 
 __all__ = ["MODELS", "PRECONDITIONS", "QUANTIZERS", "LEVELS", "TASKS", "Dataset", "Prepared", "prepare",
@@ -322,6 +322,9 @@ class TrainOptions:
     #: on the floor grid and streams otherwise
     replay: bool | None = None
     store_bits: int | None = None
+    #: sample order of streamed epochs: ``shuffle`` (fresh every epoch) or ``fixed`` (epoch 0's
+    #: every epoch, as store mode visits its store)
+    order: str = "shuffle"
     precondition: str = "whiten"
 
     def validate(self, max_bits: int = 32) -> "TrainOptions":
@@ -331,6 +334,7 @@ class TrainOptions:
             raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, "
                              f"got {self.quantizer!r}")
         check_grid(self.grid)
+        order_function(self.order)
         if self.levels not in LEVELS:
             raise ValueError(f"levels must be one of {', '.join(LEVELS)}, got {self.levels!r}")
         _check_int("bits", self.bits, 1, max_bits)
