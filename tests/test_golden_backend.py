@@ -108,14 +108,19 @@ def test_golden_backend_tracks_the_float_reference(diabetes, quantizer, bits, ba
 RTL_CONFIG = EngineConfig(W=32, D_MAX=1024, B_MAX=8, BUF_DEPTH=2 * 8 * 32 * 10)
 
 
-@pytest.mark.parametrize("quantizer, bits, batch, replay", [
-    ("double", 3, 1, False),
-    ("double", 8, 4, True),
-    ("naive", 2, 1, False),
-    ("deterministic", 5, 3, False),
-    ("full", 8, 2, False),
+@pytest.mark.parametrize("quantizer, bits, batch, replay, grid", [
+    ("double", 3, 1, False, "floor"),
+    ("double", 8, 4, True, "floor"),
+    ("naive", 2, 1, False, "floor"),
+    ("deterministic", 5, 3, False, "floor"),
+    ("full", 8, 2, False, "floor"),
+    ("naive", 3, 2, True, "floor"),
+    ("deterministic", 4, 1, True, "floor"),
+    ("full", 8, 1, True, "floor"),
+    ("double", 3, 1, False, "symmetric"),
+    ("naive", 5, 2, False, "symmetric"),
 ])
-def test_rtl_backend_equals_golden(quantizer, bits, batch, replay):
+def test_rtl_backend_equals_golden(quantizer, bits, batch, replay, grid):
     """The Verilated engine trains a real dataset (breast_cancer as LS-SVM, d = 31 with the
     intercept: not a multiple of W) to exactly the golden model's words, with the default
     decay across epochs (the step register changes per segment) and L2."""
@@ -124,8 +129,11 @@ def test_rtl_backend_equals_golden(quantizer, bits, batch, replay):
     X, y = load_breast_cancer(return_X_y=True)
     prepared = prepare(X[:150], 2.0 * y[:150] - 1, "classification")
     opts = TrainOptions(model="lssvm", bits=bits, quantizer=quantizer, epochs=3, seed=4,
-                        batch=batch, lam=1e-3, replay=replay)
+                        batch=batch, lam=1e-3, replay=replay, grid=grid)
     want = backend_engine.train_golden(prepared, opts, None, config=RTL_CONFIG)
+    # full streams 32-bit fixed point on the symmetric grid; in store mode it is the stored value
+    assert (want.extra["store_p"] > 0) == replay
+    assert want.extra["grid"] == ("symmetric" if quantizer == "full" and not replay else grid)
     got = backend_engine.train_rtl(prepared, opts, None, config=RTL_CONFIG)
     assert want.extra["regs"]["decay_shift"] > 0 and want.extra["regs"]["l2_shift"] > 0
     assert got.model_raw == want.model_raw
