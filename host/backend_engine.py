@@ -16,7 +16,7 @@ driver (`zipml.host.device.Device`) applies too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 
+from ..reference.order import ORDERS
 from .files import write_json
 
 __all__ = ["main", "build_parser", "run_train", "result_json"]
@@ -114,7 +115,7 @@ def _add_train_options(p, defaults=True):
                            "(docs/store.md); the default whenever the data fits the store")
     mode.add_argument("--stream", dest="replay", action="store_const", const=False,
                       help="stream every epoch over the link (host-drawn codes)")
-    p.add_argument("--order", choices=("shuffle", "fixed"), default="shuffle",
+    p.add_argument("--order", choices=tuple(ORDERS), default="shuffle",
                    help="streamed epochs: a fresh shuffle each epoch, or epoch 0's every epoch "
                         "(store mode's order; default shuffle)")
     p.add_argument("--store-bits", type=_int(1, 16), default=None,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..reference.order import ORDERS, order_function, sample_order
+from ..reference.order import order_function, sample_order
 from ..reference.quantize import GRIDS, check_grid
 
 __all__ = ["MODELS", "PRECONDITIONS", "QUANTIZERS", "LEVELS", "TASKS", "Dataset", "Prepared", "prepare",

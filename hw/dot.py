@@ -6,7 +6,7 @@ bit 0) with a pipelined adder tree; `DotAccumulate` weights S by its plane,
 (docs/engine.md, "Dot").
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, Const, signed
+from amaranth.hdl import Module, Signal, Mux, signed
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 

@@ -23,7 +23,7 @@ import numpy as np
 from . import pack, store
 from .golden import F, STEP_BITS, EngineConfig, EngineRegs, decay, dot_group_words
 from .order import sample_order
-from .quantize import GRIDS, check_grid, floor_split
+from .quantize import check_grid, floor_split
 
 __all__ = [
     "DEFAULT_CONFIG", "QUANTIZERS", "engine_mode", "step_registers", "effective_lr",

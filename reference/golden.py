@@ -28,7 +28,6 @@ so every intermediate fits a signed int64 and no object arrays are needed.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np

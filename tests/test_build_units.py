@@ -1,7 +1,6 @@
 """Unit tests of the bitstream flow that need no place and route: PLL settings, the report
 reader, the LFSR/XOR wrapper, and the `zipml build`/`zipml flash` command lines."""
 
-import json
 import pathlib
 import re
 import shutil

@@ -2,7 +2,6 @@
 and bad input (one line on stderr, exit code 2, nothing written)."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -1,6 +1,5 @@
 """Register conversions of zipml.reference.engine_job (lr -> STEP/STEP_SHIFT, decay, L2, Q8.24)."""
 
-import math
 
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ tests the UART end to end, frames and all; here its timing and the cache's keys.
 
 import pathlib
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
