@@ -1,4 +1,10 @@
-"""Board tops for the iCEBreaker (iCE40 UP5K) and the ULX3S (ECP5 LFE5U-85F).
+"""The boards as data (`BoardSpec` entries of `BOARDS`) and their tops.
+
+A board is one `BoardSpec`: its amaranth-boards platform class, FPGA family, crystal and clock
+goal, engine parameters, sample store, programmers and install hint. What depends on the
+family (toolchain, bitstream, PLL search and primitive, block RAM) is its
+`zipml.hw.family.Family`, so a new board of a known family is one entry here (docs/boards.md,
+"Adding a board"). Today: the iCEBreaker (iCE40 UP5K) and the ULX3S (ECP5 LFE5U-85F).
 
 Each top raises the board crystal with the FPGA's PLL to the engine clock, holds the ``sync``
 domain in reset until the PLL has locked (and, on iCE40, until the block RAMs have woken up),
@@ -9,7 +15,7 @@ and instantiates either
 * `zipml.hw.pnr_top.PnrTop`, the engine fed from an on-chip LFSR, whose only output is an LED
   (``target="engine"``): the place-and-route measure of the engine alone.
 
-The PLL settings are computed here (`ice40_pll` and `ecp5_pll` follow the searches of
+The PLL settings are computed (`ice40_pll`, `ecp5_pll` in `zipml.hw.family`, the searches of
 icestorm's ``icepll`` and Project Trellis' ``ecppll``, so the constants are the ones those tools
 print), so a new clock target needs no external tool and no hand-copied constants.
 
@@ -18,9 +24,7 @@ about 48 and 160 MHz, and bus efficiency times clock is the training rate.
 """
 
 import dataclasses
-import math
-
-import numpy as np
+from typing import Callable
 
 from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
                           Mux, ResetSignal, Signal)
@@ -30,120 +34,68 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
+from .family import ecp5_pll, family, ice40_pll
 from .pnr_top import PnrTop
 from .soc import System, engine_class
 
 
-__all__ = ["BoardSpec", "BOARDS", "board_spec", "ice40_pll", "ecp5_pll", "PLLClocking",
-           "SpramStore", "EngineBoardTop", "SystemBoardTop", "make_top"]
-
-
-# --- PLL parameter searches --------------------------------------------------------------------
-
-def ice40_pll(f_in_hz, f_out_hz):
-    """Parameters of an iCE40 ``SB_PLL40_*`` in SIMPLE feedback mode for the closest output.
-
-    The search and limits are those of icestorm's ``icepll`` (iCE40 sysCLOCK PLL guide, TN1251):
-    PFD 10..133 MHz, VCO 533..1066 MHz, output 16..275 MHz, ``f_out = f_in * (DIVF + 1) /
-    ((DIVR + 1) * 2**DIVQ)``.
-
-    Parameters
-    ----------
-    f_in_hz, f_out_hz : float
-        Reference and wanted output frequency in Hz.
-
-    Returns
-    -------
-    dict
-        ``DIVR``, ``DIVF``, ``DIVQ``, ``FILTER_RANGE`` (integers) and ``f_out_hz``, the frequency
-        actually produced.
-    """
-    f_in, f_want = f_in_hz / 1e6, f_out_hz / 1e6
-    if not 10 <= f_in <= 133:
-        raise ValueError(f"iCE40 PLL reference {f_in} MHz is outside 10..133 MHz")
-    if not 16 <= f_want <= 275:
-        raise ValueError(f"iCE40 PLL output {f_want} MHz is outside 16..275 MHz")
-    best = None
-    for divr in range(16):
-        f_pfd = f_in / (divr + 1)
-        if not 10 <= f_pfd <= 133:
-            continue
-        for divf in range(128):
-            f_vco = f_pfd * (divf + 1)
-            if not 533 <= f_vco <= 1066:
-                continue
-            for divq in range(1, 7):
-                f_out = f_vco / 2 ** divq
-                err = abs(f_out - f_want)
-                if best is None or err < best[0]:
-                    best = (err, divr, divf, divq, f_pfd, f_out)
-    _, divr, divf, divq, f_pfd, f_out = best
-    # The loop filter setting depends only on the PFD frequency (icepll's table).
-    filter_range = next(i + 1 for i, top in enumerate((17, 26, 44, 66, 101, math.inf))
-                        if f_pfd < top)
-    return {"DIVR": divr, "DIVF": divf, "DIVQ": divq, "FILTER_RANGE": filter_range,
-            "f_out_hz": f_out * 1e6}
-
-
-def ecp5_pll(f_in_hz, f_out_hz):
-    """Parameters of an ECP5 ``EHXPLLL`` with CLKOP feedback for the closest output.
-
-    The search, limits and tie-breaks are those of Project Trellis' ``ecppll`` (its
-    ``CLKOP_CPHASE`` differs and does not matter with CLKOP feedback): input 8..400 MHz, PFD
-    3.125..400 MHz, VCO 400..800 MHz, output 10..400 MHz, ``f_out = f_in / CLKI_DIV *
-    CLKFB_DIV`` with ``f_vco = f_out * CLKOP_DIV``.
-
-    Parameters
-    ----------
-    f_in_hz, f_out_hz : float
-        Reference and wanted output frequency in Hz.
-
-    Returns
-    -------
-    dict
-        ``CLKI_DIV``, ``CLKFB_DIV``, ``CLKOP_DIV``, ``CLKOP_CPHASE``, ``f_out_hz``, ``f_vco_hz``.
-    """
-    f_in, f_want = f_in_hz / 1e6, f_out_hz / 1e6
-    if not 8 <= f_in <= 400:
-        raise ValueError(f"ECP5 PLL reference {f_in} MHz is outside 8..400 MHz")
-    if not 10 <= f_want <= 400:
-        raise ValueError(f"ECP5 PLL output {f_want} MHz is outside 10..400 MHz")
-    # ecppll searches in single precision; ties between settings with the same output are
-    # broken by that rounding (e.g. 25 -> 133 MHz), so the arithmetic is float32 here too.
-    f32 = np.float32
-    i = np.arange(1, 129, dtype=f32)[:, None, None]    # CLKI_DIV
-    fb = np.arange(1, 81, dtype=f32)[None, :, None]    # CLKFB_DIV
-    o = np.arange(1, 129, dtype=f32)[None, None, :]    # CLKOP_DIV
-    f_pfd = f32(f_in) / i
-    f_vco = f_pfd * fb * o
-    f_out = f_vco / o
-    ok = (f_pfd >= 3.125) & (f_pfd <= 400) & (f_vco >= 400) & (f_vco <= 800)
-    err = np.where(ok, np.abs(f_out - f32(f_want)), np.inf)
-    # Smallest error, then the VCO nearest mid-range (600 MHz), then the first in loop order.
-    dist = np.where(err == err.min(), np.abs(f_vco - f32(600)), np.inf)
-    clki_div, clkfb_div, clkop_div = (int(v) + 1 for v in
-                                      np.unravel_index(np.argmin(dist), dist.shape))
-    f_out = float(f_out[clki_div - 1, clkfb_div - 1, clkop_div - 1])
-    f_vco = float(f_vco[clki_div - 1, clkfb_div - 1, clkop_div - 1])
-    return {"CLKI_DIV": clki_div, "CLKFB_DIV": clkfb_div, "CLKOP_DIV": clkop_div,
-            # Phase of CLKOP against the VCO, in VCO cycles. With CLKOP as its own feedback
-            # the phase does not change the output; half a divider period, as usual.
-            "CLKOP_CPHASE": clkop_div // 2,
-            "f_out_hz": f_out * 1e6, "f_vco_hz": f_vco * 1e6}
+# ice40_pll and ecp5_pll live in zipml.hw.family; re-exported where they were first defined.
+__all__ = ["Programmer", "ICEPROG", "openfpgaloader", "BoardSpec", "BOARDS", "board_spec",
+           "board_names", "ice40_pll", "ecp5_pll", "PLLClocking", "SpramStore",
+           "EngineBoardTop", "SystemBoardTop", "make_top"]
 
 
 # --- Boards ------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
+class Programmer:
+    """A tool that programs a bitstream into a board (`zipml flash`).
+
+    Attributes
+    ----------
+    tool : str
+        Executable name, looked up on PATH.
+    env : str
+        Environment variable that names another binary instead.
+    sram, flash : tuple of str
+        Arguments before the bitstream path: to load the FPGA's SRAM (lost at power-off), and
+        to write the configuration flash.
+    """
+    tool: str
+    env: str
+    sram: tuple = ()
+    flash: tuple = ()
+
+    def command(self, executable, bitstream, write_flash=False):
+        """The command line with ``executable`` as the tool."""
+        return [executable, *(self.flash if write_flash else self.sram), str(bitstream)]
+
+
+#: icestorm's programmer of the iCE40 boards' FTDI SPI flash (``-S``: SRAM).
+ICEPROG = Programmer("iceprog", "ICEPROG", sram=("-S",), flash=())
+
+
+def openfpgaloader(board):
+    """openFPGALoader for its board name ``board`` (``-b``; ``-f`` writes the flash)."""
+    return Programmer("openFPGALoader", "OPENFPGALOADER", sram=("-b", board),
+                      flash=("-b", board, "-f"))
+
+
+@dataclasses.dataclass(frozen=True)
 class BoardSpec:
-    """What the build needs to know about one board.
+    """Everything the project needs to know about one board: an entry of `BOARDS`.
+
+    What depends on the FPGA family (toolchain, bitstream suffix, PLL, block RAM) is not here
+    but in the family's `zipml.hw.family.Family` (`family_spec`).
 
     Attributes
     ----------
     name : str
-        ``icebreaker`` or ``ulx3s``.
+        The key in `BOARDS` and the ``--board`` of the command lines (``icebreaker``).
     family : str
-        ``ice40`` or ``ecp5``.
+        A key of `zipml.hw.family.FAMILIES` (``ice40``, ``ecp5``).
+    platform_class : type
+        The amaranth-boards platform class (pins, device, package).
     clock : str
         amaranth-boards resource name of the crystal.
     f_in_hz : float
@@ -155,12 +107,22 @@ class BoardSpec:
     leds : int
         Status LEDs on the board (the system top uses up to 1 + `zipml.hw.soc.LED_COUNT`).
     baud : int
-        UART rate of the board system (both boards' FTDI parts do 3 Mbaud).
+        UART rate of the board system (the FTDI parts of both boards do 3 Mbaud).
     store_depth : int
-        Sample store words of W bits (UP5K: the four SPRAMs, 128 KiB; ECP5: block RAM).
+        Sample store words of W bits.
+    flash : tuple of Programmer
+        The tools that program the board, the first found is used (`zipml flash`).
+    install_hint : str
+        What to install when none of them is found.
+    store : callable or None
+        ``store(W, depth)``: the sample store component (`SpramStore` on the UP5K); None: the
+        system's own, in block RAM (`zipml.hw.soc.SampleStore`).
+    resources : tuple of str
+        Attributes of the platform holding resources to add (connectors that ship attached).
     """
     name: str
     family: str
+    platform_class: type
     clock: str
     f_in_hz: float
     target_mhz: float
@@ -168,55 +130,38 @@ class BoardSpec:
     leds: int
     baud: int
     store_depth: int
+    flash: tuple
+    install_hint: str
+    store: Callable | None = None
+    resources: tuple = ()
+
+    def __post_init__(self):
+        family(self.family)  # an unknown family fails here, naming the known ones
+
+    @property
+    def family_spec(self):
+        """The board's `zipml.hw.family.Family`."""
+        return family(self.family)
 
     def platform(self):
         """A fresh amaranth-boards platform instance (platforms are single-use)."""
-        if self.name == "icebreaker":
-            platform = ICEBreakerPlatform()
-            # The snap-off PMOD that ships attached: five more LEDs (led 2..6).
-            platform.add_resources(platform.break_off_pmod)
-            return platform
+        # Some amaranth-boards platforms (the ULX3S) list their programmer among the *build*
+        # tools; it is only needed to program (`zipml flash`), so building must not require it.
+        programmers = {p.tool for p in self.flash}
 
-        class _ULX3S(ULX3S_85F_Platform):
-            # amaranth-boards lists openFPGALoader among the *build* tools of the ULX3S; it is
-            # only needed to program (`zipml flash`), so building must not require it.
+        class Platform(self.platform_class):
             @property
             def required_tools(self):
-                return [t for t in super().required_tools if t != "openFPGALoader"]
+                return [t for t in super().required_tools if t not in programmers]
 
-        return _ULX3S()
+        platform = Platform()
+        for attr in self.resources:
+            platform.add_resources(getattr(platform, attr))
+        return platform
 
     def pll(self, f_out_hz):
         """PLL parameters for ``f_out_hz`` from this board's crystal."""
-        return (ice40_pll if self.family == "ice40" else ecp5_pll)(self.f_in_hz, f_out_hz)
-
-
-BOARDS = {
-    # UP5K: 5280 cells and 30 EBRs of 4 kbit. The parallel engine takes ~11 000 cells at W = 8,
-    # so the iCEBreaker has the lane-serial one. Its EBRs: the model (D_MAX = 1024 words of 32
-    # bits: 8), the code buffer (2048 bytes: 4), U, the dot sums, T values, labels and the
-    # scalar's queue (13), the frame receiver (1).
-    "icebreaker": BoardSpec(
-        name="icebreaker", family="ice40", clock="clk12", f_in_hz=12e6, target_mhz=48.0,
-        # No L2 shrink: its shifter is the last 200 cells the system needs to fit.
-        engine={"ARCH": "serial", "W": 8, "D_MAX": 1024, "B_MAX": 8, "BUF_DEPTH": 2048,
-                "L2": False}, leds=7,
-        baud=3_000_000, store_depth=131072),
-    # ECP5-85F: 208 EBRs; W = 32 lanes, D_MAX = 4096 as in docs/engine.md.
-    "ulx3s": BoardSpec(
-        name="ulx3s", family="ecp5", clock="clk25", f_in_hz=25e6, target_mhz=160.0,
-        engine={"W": 32, "D_MAX": 4096, "B_MAX": 8, "BUF_DEPTH": 2 * 8 * 128 * 8}, leds=8,
-        # 16384 x 32 bits = 64 KiB in 32 of the 208 EBRs, beside the engine's model and buffer.
-        baud=3_000_000, store_depth=16384),
-}
-
-
-def board_spec(board):
-    """The `BoardSpec` named ``board``, with one clear error for an unknown name."""
-    try:
-        return BOARDS[board]
-    except KeyError:
-        raise ValueError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}") from None
+        return self.family_spec.pll(self.f_in_hz, f_out_hz)
 
 
 # --- Clocking ----------------------------------------------------------------------------------
@@ -264,46 +209,11 @@ class PLLClocking(Elaboratable):
         clk_sync = Signal()  # the PLL output; a plain Signal so it can carry a clock constraint
         m.d.comb += ClockSignal("sync").eq(clk_sync)
         pll_lock = Signal()
-        p = self.params
-        if self.spec.family == "ice40":
-            # SB_PLL40_PAD takes the crystal straight from its pad (iCEBreaker pin 35 is the
-            # PLL's pad), so the pad must not also get an SB_IO: request it raw.
-            clk_port = platform.request(self.spec.clock, dir="-")
-            m.submodules.pll = Instance(
-                "SB_PLL40_PAD",
-                p_FEEDBACK_PATH="SIMPLE",
-                p_PLLOUT_SELECT="GENCLK",
-                p_DIVR=p["DIVR"], p_DIVF=p["DIVF"], p_DIVQ=p["DIVQ"],
-                p_FILTER_RANGE=p["FILTER_RANGE"],
-                i_PACKAGEPIN=clk_port.io,
-                i_RESETB=Const(1),
-                i_BYPASS=Const(0),
-                o_PLLOUTGLOBAL=clk_sync,
-                o_LOCK=pll_lock,
-            )
-        else:
-            clk_port = platform.request(self.spec.clock, dir="-")
-            m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_port)
-            clkop = clk_sync
-            m.submodules.pll = Instance(
-                "EHXPLLL",
-                # Trellis' loop-filter settings (what ecppll writes for every configuration).
-                a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
-                a_MFG_GMCREF_SEL="2",
-                a_FREQUENCY_PIN_CLKI=f"{self.spec.f_in_hz / 1e6:g}",
-                a_FREQUENCY_PIN_CLKOP=f"{self.frequency / 1e6:g}",
-                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
-                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
-                p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
-                p_CLKI_DIV=p["CLKI_DIV"], p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"],
-                p_CLKOP_CPHASE=p["CLKOP_CPHASE"], p_CLKOP_FPHASE=0,
-                p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=p["CLKFB_DIV"],
-                i_RST=Const(0), i_STDBY=Const(0), i_CLKI=clk_buf.i, i_CLKFB=clkop,
-                i_PHASESEL0=Const(0), i_PHASESEL1=Const(0), i_PHASEDIR=Const(1),
-                i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
-                i_ENCLKOP=Const(0),
-                o_CLKOP=clkop, o_LOCK=pll_lock,
-            )
+        # The crystal's pad, raw: the family's PLL primitive decides how it enters (the iCE40
+        # PLL takes it straight from the pad, the ECP5 one through an input buffer).
+        clk_port = platform.request(self.spec.clock, dir="-")
+        self.spec.family_spec.pll_primitive(m, clk_port, self.spec.f_in_hz, self.params,
+                                            clk_sync, pll_lock)
         # No constraint on clk_sync itself: nextpnr derives the PLL output's frequency from the
         # crystal's constraint and the PLL parameters (and Yosys renames the net anyway).
 
@@ -432,6 +342,52 @@ class SpramStore(wiring.Component):
         return m
 
 
+# --- The boards --------------------------------------------------------------------------------
+
+BOARDS = {
+    # UP5K: 5280 cells and 30 EBRs of 4 kbit. The parallel engine takes ~11 000 cells at W = 8,
+    # so the iCEBreaker has the lane-serial one. Its EBRs: the model (D_MAX = 1024 words of 32
+    # bits: 8), the code buffer (2048 bytes: 4), U, the dot sums, T values, labels and the
+    # scalar's queue (13), the frame receiver (1).
+    "icebreaker": BoardSpec(
+        name="icebreaker", family="ice40", platform_class=ICEBreakerPlatform,
+        # The snap-off PMOD that ships attached: five more LEDs (led 2..6).
+        resources=("break_off_pmod",),
+        clock="clk12", f_in_hz=12e6, target_mhz=48.0,
+        # No L2 shrink: its shifter is the last 200 cells the system needs to fit.
+        engine={"ARCH": "serial", "W": 8, "D_MAX": 1024, "B_MAX": 8, "BUF_DEPTH": 2048,
+                "L2": False}, leds=7,
+        # The store in the four SPRAMs (128 KiB), so the block RAMs stay free for the engine.
+        baud=3_000_000, store_depth=131072, store=SpramStore,
+        flash=(ICEPROG, openfpgaloader("icebreaker")),
+        # Debian/Ubuntu package names; both tools are also in most distributions and Homebrew.
+        install_hint="install iceprog (`apt install fpga-icestorm`) or openFPGALoader "
+                     "(`apt install openfpgaloader`)"),
+    # ECP5-85F: 208 EBRs; W = 32 lanes, D_MAX = 4096 as in docs/engine.md.
+    "ulx3s": BoardSpec(
+        name="ulx3s", family="ecp5", platform_class=ULX3S_85F_Platform,
+        clock="clk25", f_in_hz=25e6, target_mhz=160.0,
+        engine={"W": 32, "D_MAX": 4096, "B_MAX": 8, "BUF_DEPTH": 2 * 8 * 128 * 8}, leds=8,
+        # 16384 x 32 bits = 64 KiB in 32 of the 208 EBRs, beside the engine's model and buffer.
+        baud=3_000_000, store_depth=16384,
+        flash=(openfpgaloader("ulx3s"),),
+        install_hint="install openFPGALoader (`apt install openfpgaloader`; or fujprog)"),
+}
+
+
+def board_spec(board):
+    """The `BoardSpec` named ``board``, with one clear error for an unknown name."""
+    try:
+        return BOARDS[board]
+    except KeyError:
+        raise ValueError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}") from None
+
+
+def board_names():
+    """The names of `BOARDS`, sorted (the ``--board`` choices of the command lines)."""
+    return sorted(BOARDS)
+
+
 # --- Tops --------------------------------------------------------------------------------------
 
 class EngineBoardTop(Elaboratable):
@@ -489,7 +445,8 @@ class SystemBoardTop(Elaboratable):
     baud : int or None
         UART rate; default the board's.
     store_depth : int or None
-        Sample store words; default the board's. On iCE40 the store is `SpramStore`.
+        Sample store words; default the board's. The store is the board's `BoardSpec.store`
+        (the UP5K's: `SpramStore`), else the system's own in block RAM.
     """
 
     def __init__(self, spec, f_out_hz, engine, *, baud=None, store_depth=None):
@@ -500,11 +457,12 @@ class SystemBoardTop(Elaboratable):
         self.store_depth = spec.store_depth if store_depth is None else store_depth
 
     def make_system(self):
-        """The board's `zipml.hw.soc.System` (on iCE40 with its store in SPRAM)."""
-        if self.spec.family == "ice40":
+        """The board's `zipml.hw.soc.System`, with the board's sample store if it has one."""
+        store = self.spec.store
+        if store is not None:
             class BoardSystem(System):
                 def make_store(self):
-                    return SpramStore(self.W, self.STORE_DEPTH)
+                    return store(self.W, self.STORE_DEPTH)
         else:
             BoardSystem = System
         return BoardSystem(clk_freq=round(self.clocking.frequency), baud=self.baud,
@@ -528,7 +486,7 @@ class SystemBoardTop(Elaboratable):
 
 
 def make_top(board, target="system", f_out_hz=None, engine=None, **kwargs):
-    """The board top for ``board`` (``icebreaker``/``ulx3s``) and ``target`` (engine/system).
+    """The board top for ``board`` (a name of `BOARDS`) and ``target`` (engine/system).
 
     ``f_out_hz`` defaults to the board's target clock, ``engine`` to its default parameters
     (entries given override the defaults); other keywords go to the top's constructor.

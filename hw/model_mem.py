@@ -17,6 +17,8 @@ from amaranth.lib import wiring, data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .family import platform_family
+
 __all__ = ["ModelMemory", "RegisteredRAM", "MW"]
 
 #: model word width (signed, Q8.24)
@@ -54,9 +56,9 @@ class RegisteredRAM(wiring.Component):
         ECP5, an undefined one: the users never read a row in the cycle they write it, or
         ignore the data.
 
-    On a platform with ``family == "ecp5"`` (and ``depth`` <= 16384) the RAM is made of
-    ``DP16KD`` instances (port A writes, port B reads, ``REGMODE_B="OUTREG"``); otherwise an
-    inferred `Memory` and a register (simulation, iCE40).
+    On a platform whose family has ``dp16kd_ram`` (`zipml.hw.family.Family`: ECP5), and
+    ``depth`` <= 16384, the RAM is made of ``DP16KD`` instances (port A writes, port B reads,
+    ``REGMODE_B="OUTREG"``); otherwise an inferred `Memory` and a register (simulation, iCE40).
     """
 
     LATENCY = 2
@@ -76,7 +78,8 @@ class RegisteredRAM(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if getattr(platform, "family", None) == "ecp5" and self.depth <= 16384:
+        family = platform_family(platform)
+        if family is not None and family.dp16kd_ram and self.depth <= 16384:
             self._ecp5(m)
             return m
         m.submodules.mem = mem = Memory(shape=self.width, depth=self.depth, init=[])
