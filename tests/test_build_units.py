@@ -15,6 +15,7 @@ from amaranth.sim import Simulator
 
 from zipml.hw import build as B
 from zipml.hw.boards import BOARDS, board_spec, ecp5_pll, ice40_pll, make_top
+from zipml.hw.family import FAMILIES, platform_family
 from zipml.hw.pnr_top import PnrTop, lfsr_taps
 
 
@@ -241,6 +242,44 @@ def test_flash_without_bitstream_or_programmer(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("OPENFPGALOADER", raising=False)
     assert B.flash_main(["--board", "ulx3s", "--bitstream", "top.bit"]) == 2
     assert "install openFPGALoader" in capsys.readouterr().err
+
+
+def test_family_facts_are_one_entry_per_family():
+    """Tools, bitstream suffix, build options, PLL and block RAM come from the board's family."""
+    assert {spec.family for spec in BOARDS.values()} <= set(FAMILIES)
+    for name, fam in FAMILIES.items():
+        assert fam.name == name
+        assert "YOSYS" in fam.tools and f"NEXTPNR_{name.upper()}" in fam.tools
+    ice40, ecp5 = FAMILIES["ice40"], FAMILIES["ecp5"]
+    assert (ice40.bitstream_suffix, ecp5.bitstream_suffix) == (".bin", ".bit")
+    assert (ice40.build_opts, ecp5.build_opts) == ({"synth_opts": "-dsp"}, {})
+    assert (ice40.pll, ecp5.pll) == (ice40_pll, ecp5_pll)
+    assert (ice40.dp16kd_ram, ecp5.dp16kd_ram) == (False, True)
+    assert B._CELL_KINDS["ram"] == ("SB_RAM40_4K", "SB_SPRAM256KA", "DP16KD", "PDPW16KD",
+                                    "TRELLIS_DPR16X4")
+    with pytest.raises(ValueError, match="unknown FPGA family 'xc7'"):
+        B.toolchain_env("xc7")
+
+
+def test_board_platforms_and_their_families():
+    """Each board's platform is its amaranth-boards class, whose family is the board's, and
+    building never requires the board's programmer (the ULX3S platform lists openFPGALoader)."""
+    for spec in BOARDS.values():
+        platform = spec.platform()
+        assert isinstance(platform, spec.platform_class)
+        assert platform_family(platform) is spec.family_spec is FAMILIES[spec.family]
+        assert "openFPGALoader" not in platform.required_tools
+    assert len(BOARDS["icebreaker"].platform().resources) > \
+        len(BOARDS["icebreaker"].platform_class().resources)  # the snap-off PMOD's LEDs
+    assert BOARDS["icebreaker"].store is not None and BOARDS["ulx3s"].store is None
+
+
+def test_prepare_hands_the_tools_the_family_options():
+    """`prepare` is the build up to the tools: the iCE40's ``-dsp`` reaches Yosys' script."""
+    plan = B.prepare("icebreaker", "engine")
+    assert "synth_ice40" in plan.files["top.ys"] and "-dsp" in plan.files["top.ys"]
+    assert "SB_PLL40_PAD" in plan.files["top.il"]
+    assert "--seed 1" in plan.files["build_top.sh"]
 
 
 def test_board_defaults_follow_engine_contract():
