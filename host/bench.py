@@ -53,6 +53,7 @@ import numpy as np
 from ..hw.protocol import MAX_PAYLOAD, Command, encode_frame
 from ..reference.engine_job import EngineJob
 from ..reference.golden import ARCHS, EngineConfig
+from ..reference.quantize import QUANTIZERS
 from ..sim import engine_rtl
 from .files import write_json
 from . import bench_seeds
@@ -64,7 +65,6 @@ CONFIGS = {
     32: EngineConfig(W=32, D_MAX=4096, B_MAX=8, BUF_DEPTH=2 * 8 * 128 * 8),   # ULX3S
     8: EngineConfig(W=8, D_MAX=1024, B_MAX=8, BUF_DEPTH=2048, ARCH="serial"),  # iCEBreaker
 }
-QUANTIZERS = ("double", "naive", "deterministic", "full")
 DEFAULT_D = (8, 90, 784, 4096)
 DEFAULT_Q = tuple(range(1, 9))
 DEFAULT_B = (1, 8)

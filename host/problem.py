@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..reference.order import order_function, sample_order
-from ..reference.quantize import GRIDS, check_grid
+from ..reference.quantize import GRIDS, QUANTIZERS, STOCHASTIC, check_grid
 
 __all__ = ["MODELS", "PRECONDITIONS", "QUANTIZERS", "LEVELS", "TASKS", "Dataset", "Prepared", "prepare",
            "TrainOptions", "TrainResult", "default_lr", "default_decay", "resolve",
            "sample_order", "task_of", "GRIDS"]
 
 MODELS = ("linreg", "lssvm", "svm", "logistic")
-QUANTIZERS = ("double", "naive", "deterministic", "full")
 LEVELS = ("uniform", "optimal")
 TASKS = ("regression", "classification")
 #: feature preprocessing of :func:`prepare` before max-abs scaling (docs/reference.md)
@@ -416,7 +415,7 @@ LR_SAFETY = 0.5
 def _expected_sq_norm(A: np.ndarray, q: int, quantizer: str) -> np.ndarray:
     """E|Q(a)|^2 per row = |a|^2 + the stochastic-rounding variance (uniform grid)."""
     sq = np.einsum("ij,ij->i", A, A)
-    if quantizer in ("double", "naive"):
+    if quantizer in STOCHASTIC:
         from ..reference.quantize import variance
         # one column at a time would loop over features; chunks of rows keep memory bounded
         tot = np.empty(A.shape[0])

@@ -15,8 +15,8 @@ from .model_mem import MW
 
 __all__ = ["PlaneDot", "DotAccumulate", "G", "sum_width", "acc_width"]
 
-#: guard bits of the dot and update arithmetic
-G = 8
+# guard bits of the dot and update arithmetic: the golden model's (docs/engine.md)
+from ..reference.golden import G  # noqa: E402
 
 
 def sum_width(W):

@@ -21,8 +21,8 @@ from .family import platform_family
 
 __all__ = ["ModelMemory", "RegisteredRAM", "MW"]
 
-#: model word width (signed, Q8.24)
-MW = 32
+# model word width (signed, Q8.24): the golden model's (docs/engine.md)
+from ..reference.golden import MW  # noqa: E402
 
 # DP16KD data widths (true dual port) by the depth they hold: (largest depth, width, address
 # shift of the 14-bit address bus, whether AD[1:0] are byte enables)

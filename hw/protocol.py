@@ -29,6 +29,8 @@ import binascii
 import enum
 from dataclasses import dataclass
 
+from ..reference.golden import ARCHS
+
 __all__ = [
     "FLAG", "ESC", "ESC_XOR", "HEADER_BYTES", "CRC_BYTES", "MAX_PAYLOAD", "VERSION", "ID_MAGIC",
     "ACK", "Command", "Status", "Access", "Register", "REGISTERS", "REGISTER_BY_NAME",
@@ -154,9 +156,9 @@ STATUS_REPLAY = 1 << 2        # sample store replay running
 CAPS_L2 = 1 << 0              # the engine has the L2 shrink (else `l2_shift` is ignored)
 CAPS_ARCH_SHIFT = 8           # engine architecture code, bits 8..11
 CAPS_ARCH_BITS = 4
-#: engine architecture code -> name (`zipml.reference.golden.EngineConfig.ARCH`); the engine
-#: class states its code as ``ARCH_CODE`` (default 0)
-ARCH_NAMES = ("parallel", "serial")
+#: engine architecture code -> name: the code is the index in `zipml.reference.golden.ARCHS`
+#: (the one list); the engine class states its code as ``ARCH_CODE`` (default 0)
+ARCH_NAMES = ARCHS
 
 
 def caps_value(L2, arch_code):

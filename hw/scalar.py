@@ -15,8 +15,8 @@ from .update import sat
 
 __all__ = ["Scalar", "STEP_BITS"]
 
-#: step mantissa width (unsigned)
-STEP_BITS = 18
+# step mantissa width (unsigned): the golden model's (docs/engine.md)
+from ..reference.golden import STEP_BITS  # noqa: E402
 
 
 class Scalar(wiring.Component):

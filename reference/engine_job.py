@@ -23,10 +23,10 @@ import numpy as np
 from . import pack, store
 from .golden import F, STEP_BITS, EngineConfig, EngineRegs, decay, dot_group_words
 from .order import sample_order
-from .quantize import check_grid, floor_split
+from .quantize import QUANTIZERS, STOCHASTIC, check_grid, floor_split
 
 __all__ = [
-    "DEFAULT_CONFIG", "QUANTIZERS", "engine_mode", "step_registers", "effective_lr",
+    "DEFAULT_CONFIG", "QUANTIZERS", "ENGINE_MODE", "engine_mode", "step_registers", "effective_lr",
     "decay_shift_for", "l2_shift_for", "decayed_step", "model_words", "float_model",
     "quantize_codes", "EngineJob",
 ]
@@ -34,21 +34,21 @@ __all__ = [
 #: the ULX3S build of docs/engine.md (W=32): the default for golden and rtl runs
 DEFAULT_CONFIG = EngineConfig(W=32, D_MAX=4096, B_MAX=8, BUF_DEPTH=2 * 8 * 128 * 8)
 
-#: quantizer -> engine mode (0 = double: grad codes in the stream; 1 = single: buffered)
-QUANTIZERS = {"double": 0, "naive": 1, "deterministic": 1, "full": 1}
+#: quantizer -> engine mode (0 = double, 1 = a single-sample quantizer; docs/engine.md)
+ENGINE_MODE = {name: 0 if name == "double" else 1 for name in QUANTIZERS}
 #: ``full`` in hardware is deterministic at q = 32 (docs/engine.md)
 FULL_Q = 32
 
 
 def engine_mode(quantizer: str, q: int) -> tuple[int, int]:
     """(mode, engine q) for a quantizer; ``full`` runs at q = 32 whatever ``q`` says."""
-    if quantizer not in QUANTIZERS:
-        raise ValueError(f"quantizer must be one of {sorted(QUANTIZERS)}, got {quantizer!r}")
+    if quantizer not in ENGINE_MODE:
+        raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {quantizer!r}")
     if quantizer == "full":
         return 1, FULL_Q
     if not (isinstance(q, (int, np.integer)) and 1 <= q <= 8):
         raise ValueError(f"the engine quantizes to q = 1..8 bits, got {q!r}")
-    return QUANTIZERS[quantizer], int(q)
+    return ENGINE_MODE[quantizer], int(q)
 
 
 def _step_factor(q: int, grid: int) -> float:
@@ -253,7 +253,7 @@ class EngineJob:
         order = np.asarray(self.order(self.n, epoch, self.seed))
         q = self.regs.q
         rng = np.random.default_rng([self.seed, epoch])
-        method = "stochastic" if self.quantizer in ("double", "naive") else "nearest"
+        method = "stochastic" if self.quantizer in STOCHASTIC else "nearest"
         L = pack.label_word(self.b[order], q, self.regs.grid)
         if self.regs.grid:
             # Q1 (grad) then Q2 (dot): successive draws, as the float reference takes them
@@ -312,7 +312,7 @@ class EngineJob:
     def feed_regs(self) -> store.FeedRegs:
         """The store feed's registers: nearest rounding for deterministic and full."""
         return store.FeedRegs(p=self.store_p,
-                              round=0 if self.quantizer in ("double", "naive") else 1)
+                              round=0 if self.quantizer in STOCHASTIC else 1)
 
     def feed_seed(self) -> int:
         """The 64-bit generator seed the host writes, derived from the job's seed."""

@@ -18,13 +18,19 @@ import math
 
 import numpy as np
 
-__all__ = ["MAX_BITS", "GRIDS", "grid", "quantize", "dequantize", "variance", "code_dtype",
+__all__ = ["MAX_BITS", "QUANTIZERS", "STOCHASTIC", "GRIDS", "grid", "quantize", "dequantize", "variance", "code_dtype",
            "check_bits", "check_grid", "floor_split"]
 
 #: the reference allows up to 32 bits (``full`` in hardware is 32-bit fixed point)
 MAX_BITS = 32
 
 METHODS = ("stochastic", "nearest")
+
+#: the paper's quantizers, one name each (docs/design.md §2): two independent stochastic
+#: copies, one stochastic copy used twice, the nearest level, no quantization
+QUANTIZERS = ("double", "naive", "deterministic", "full")
+#: the quantizers that round stochastically (the others round to nearest or not at all)
+STOCHASTIC = ("double", "naive")
 
 #: the two uniform grids (docs/engine.md, "Grids"): ``floor`` (the default of every backend:
 #: 2^q + 1 levels 2c/2^q - 1, 0 and both ends included, a copy is the shared floor t plus a

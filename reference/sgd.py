@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .quantize import check_bits, check_grid, dequantize, quantize
+from .quantize import QUANTIZERS, check_bits, check_grid, dequantize, quantize
 from .order import sample_order
 
 __all__ = ["LOSSES", "SGDConfig", "SGDResult", "sgd", "scalar_grad", "loss_value",
@@ -162,7 +162,7 @@ def _check(A, b, cfg: SGDConfig):
         raise ValueError(f"A must be (n, d) and b (n,), got {A.shape} and {b.shape}")
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {cfg.loss!r}")
-    if cfg.quantizer not in ("double", "naive", "deterministic", "full"):
+    if cfg.quantizer not in QUANTIZERS:
         raise ValueError(f"unknown quantizer {cfg.quantizer!r}")
     check_bits(cfg.q)
     check_grid(cfg.grid)
