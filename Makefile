@@ -23,8 +23,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/zipml demo --backend sim --out results/demo
 
-# The test suite CI runs: everything but the `slow` matrices.
+# The test suite CI runs: the linter, then everything but the `slow` matrices.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Every q, every d, both boards placed and routed.

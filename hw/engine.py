@@ -12,7 +12,7 @@ from amaranth.hdl import Module, Signal, Mux, Cat, Const, Array, signed, unsigne
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
-from .dot import PlaneDot, DotAccumulate, G, sum_width, acc_width
+from .dot import PlaneDot, DotAccumulate, sum_width, acc_width
 from .loss import SquaredLoss
 from .model_mem import ModelMemory, RegisteredRAM, MW
 from .scalar import Scalar, STEP_BITS

@@ -6,7 +6,7 @@ generator's. The board system (`zipml.hw.soc.System`) puts `StoreFeed` between t
 store's replay and the engine; STREAM words bypass it.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Cat, Const
+from amaranth.hdl import Module, Signal, Mux, Cat
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 

@@ -55,7 +55,6 @@ def run_feed(W, regs, fregs, segments, seed, *, gap=0.3, stall=0.3, restart_betw
                 ctx.set(dut.restart, 0)
             got = []
             i = idle = 0
-            expect = None
             while True:
                 valid = i < len(words) and not (gap and rng.random() < gap)
                 ready = not (stall and rng.random() < stall)
