@@ -32,8 +32,8 @@ import numpy as np
 from .golden import (EngineConfig, EngineRegs, buffered, dot_group_words, group_planes,
                      label_words, parse_header)
 
-__all__ = ["CycleCount", "passes", "plane_dot_latency", "t_latency", "serial_scalar_cycles",
-           "cycle_count", "engine_cycles"]
+__all__ = ["CycleCount", "passes", "plane_dot_latency", "t_latency", "serial_t_latency",
+           "serial_scalar_cycles", "cycle_count", "engine_cycles"]
 
 # ------------------------------------------------------------------ gateware latencies
 #: parallel engine: pipeline stage of the dot side's plane sum (`hw.engine.DOT`) and of the
@@ -54,6 +54,12 @@ def plane_dot_latency(W: int) -> int:
 def t_latency(W: int) -> int:
     """`hw.engine.Engine.t_latency(W)`: cycles from a sample's last dot word to its T."""
     return DOT_STAGE + plane_dot_latency(W) + ACC_LATENCY + LOSS_LATENCY + SCALAR_LATENCY
+
+
+def serial_t_latency(W: int) -> int:
+    """`hw.serial_engine.SerialEngine.t_latency(W)`: cycles from a sample's last dot item to
+    its error entering the serial scalar (the decision, W lanes, stages L1..L7, the loss)."""
+    return W + 8 + LOSS_LATENCY
 
 
 def serial_scalar_cycles(step_shift: int) -> int:
@@ -205,6 +211,7 @@ def _serial(config: EngineConfig, regs: EngineRegs, plist, N: int) -> CycleCount
     LW = label_words(W)
     Gq, Dq = group_planes(q, grid), dot_group_words(q, mode, grid)
     S = serial_scalar_cycles(int(regs.step_shift))
+    E = serial_t_latency(W)
     ev = -2                 # the last event: a word taken or an item issued
     it = None               # the last item issued
     z = -(1 << 40)          # the scalar's last start (its IDLE cycle with the sample)
@@ -246,15 +253,18 @@ def _serial(config: EngineConfig, regs: EngineRegs, plist, N: int) -> CycleCount
             tg = []
             for s in range(nd):
                 cs = dsl + (s * Dq + Dq - 1) * W        # the sample's last dot item
-                # the error reaches the scalar's queue W + 10 cycles after the item; the
-                # scalar takes one sample at a time, S cycles each
-                z = max(cs + W + 11, z + S)
+                # the error enters the scalar's queue E cycles after the item, the scalar
+                # takes one sample at a time (S cycles each, its T written in the last), and
+                # a grad item sees T two cycles later (the T counter, then t_ok)
+                z = max(cs + E + 1, z + S)
                 tg.append(z + S + 2)
         else:
             tg = []
     if not plist:
         return CycleCount(0, 0, headers)
-    return CycleCount(ev + W + 14, ev + 3 - N, headers)
+    # idle: state HEADER and no event for E + 2 cycles after the last one's action cycle;
+    # ready is up from 3 cycles after the last event, with no word left to take
+    return CycleCount(ev + E + 4, ev + 3 - N, headers)
 
 
 def cycle_count(config: EngineConfig, regs: EngineRegs, words) -> CycleCount:
