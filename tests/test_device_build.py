@@ -159,7 +159,7 @@ def real_sim():
     (65, dict(bits=4), "d=65 features exceed this engine's D_MAX=64"),
     (11, dict(bits=4, batch=9), "B must be in 1..8"),
     # mode 1 keeps a pass's codes: B x q x ceil(d / W) = 4 x 32 x 5 words, the buffer 1024 / 2
-    (40, dict(quantizer="full", batch=4), "needs 640 code-buffer words .* holds 512"),
+    (40, dict(quantizer="full", batch=4, replay=False), "needs 640 code-buffer words .* holds 512"),
 ])
 def test_jobs_the_build_cannot_do_are_refused_before_anything_is_sent(real_sim, d, options,
                                                                       match):
