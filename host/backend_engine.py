@@ -317,6 +317,7 @@ def train_engine(prepared, options, progress=None, *, runner, config: EngineConf
                                                 ej.regs.grid),
                "grid": "floor" if ej.regs.grid else "symmetric",
                "replay": replay, "store_p": ej.store_p,
+               "store_words": int(store_depth) if store_depth else None,
                "order": "fixed" if (replay or ej.order is fixed_order) else "shuffle",
                "link_bits": ej.store_bits() if replay else bits,
                "store_bits": ej.store_bits() * epochs if replay else 0,
@@ -329,7 +330,8 @@ def train_golden(prepared, options, progress=None, config: EngineConfig | None =
     (:func:`board_build`; ``config`` replaces the default build's engine)."""
     build = board_build(_opt(options, "board"), config)
     return train_engine(prepared, options, progress, runner=golden_run, config=build.config,
-                        caps=build.caps, backend="golden", store_depth=build.store_depth)
+                        caps=build.caps, backend="golden",
+                        store_depth=_opt(options, "store_words") or build.store_depth)
 
 
 def train_rtl(prepared, options, progress=None, config: EngineConfig | None = None):
@@ -343,7 +345,8 @@ def train_rtl(prepared, options, progress=None, config: EngineConfig | None = No
         raise BackendUnavailable(f"the rtl backend needs the Verilator simulation of "
                                  f"zipml.hw.engine: {exc}") from exc
     return train_engine(prepared, options, progress, runner=run, config=build.config,
-                        caps=build.caps, backend="rtl", store_depth=build.store_depth)
+                        caps=build.caps, backend="rtl",
+                        store_depth=_opt(options, "store_words") or build.store_depth)
 
 
 # -- adapters to zipml.host.problem ------------------------------------------------------------

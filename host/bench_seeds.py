@@ -9,7 +9,8 @@ and per combination the median and the worst of those ratios.  It measures; it a
 
     zipml bench seeds DATA [--backend golden] [--bits 2 8] [--quantizer double naive]
                            [--mode stream store] [--grid floor symmetric] [--seeds 10]
-                           [--epochs 30] [--board NAME] [--store-bits P] --json PATH
+                           [--epochs 30] [--board NAME] [--store-bits P] [--store-words N]
+                           --json PATH
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _commit() -> str | None:
 
 def bench_seeds(data: str, *, backend="golden", bits=(2, 8), quantizers=("double", "naive"),
                 modes=("stream", "store"), grids=("floor",), seeds=10, epochs=30, board=None,
-                store_bits=None, progress=None) -> dict:
+                store_bits=None, store_words=None, progress=None) -> dict:
     """Train every combination and return the report (see the module docstring)."""
     ds = datasets.load(data, "regression")
     prepared = prepare(ds.X, ds.y, "regression")
@@ -59,15 +60,25 @@ def bench_seeds(data: str, *, backend="golden", bits=(2, 8), quantizers=("double
               if not (m != "stream" and g != "floor")]
     total = len(combos) * seeds
     done = 0
+    failed = []
     for grid, mode, quantizer, q in combos:
         ratios = []
         for seed in range(seeds):
             opts = TrainOptions(model="linreg", bits=q, quantizer=quantizer, grid=grid,
                                 epochs=epochs, seed=seed, backend=backend, board=board,
                                 replay=(mode == "store"), store_bits=store_bits,
+                                store_words=store_words if mode == "store" else None,
                                 order="fixed" if mode == "stream-fixed" else "shuffle")
             t0 = time.perf_counter()
-            res = backends.train(prepared, resolve(prepared, opts.validate()))
+            try:
+                res = backends.train(prepared, resolve(prepared, opts.validate()))
+            except (ValueError, RuntimeError) as exc:
+                # a combination the build cannot run is reported, not fatal
+                failed.append({"grid": grid, "mode": mode, "quantizer": quantizer, "q": q,
+                               "error": str(exc)})
+                if progress:
+                    print(f"{grid} {mode} {quantizer} q{q}: {exc}", file=sys.stderr)
+                break
             ratio = float(res.mse[-1]) / best
             ratios.append(ratio)
             runs.append({"grid": grid, "mode": mode, "quantizer": quantizer, "q": q,
@@ -77,14 +88,17 @@ def bench_seeds(data: str, *, backend="golden", bits=(2, 8), quantizers=("double
             done += 1
             if progress:
                 progress(done, total, runs[-1])
-        summary.append({"grid": grid, "mode": mode, "quantizer": quantizer, "q": q,
-                        "median_ratio": statistics.median(ratios), "worst_ratio": max(ratios),
-                        "best_ratio": min(ratios)})
+        if ratios:
+            summary.append({"grid": grid, "mode": mode, "quantizer": quantizer, "q": q,
+                            "median_ratio": statistics.median(ratios),
+                            "worst_ratio": max(ratios), "best_ratio": min(ratios),
+                            "runs": len(ratios)})
     return {"commit": _commit(), "command": "zipml bench seeds " + " ".join(sys.argv[3:])
             if sys.argv[1:3] == ["bench", "seeds"] else None,
             "data": data, "n": int(prepared.A.shape[0]), "d": int(prepared.A.shape[1]),
             "backend": backend, "board": board, "epochs": epochs, "seeds": seeds,
-            "optimum_mse": best, "summary": summary, "runs": runs}
+            "store_words": store_words, "optimum_mse": best, "summary": summary,
+            "failed": failed, "runs": runs}
 
 
 def add_parser(sub):
@@ -99,6 +113,9 @@ def add_parser(sub):
     s.add_argument("--epochs", type=int, default=30)
     s.add_argument("--board", default=None)
     s.add_argument("--store-bits", type=int, default=None)
+    s.add_argument("--store-words", type=int, default=None,
+                   help="store mode: model a sample store of N words (golden, rtl) instead of "
+                        "the build's")
     s.add_argument("--json", metavar="PATH")
     return s
 
@@ -111,7 +128,8 @@ def run(args) -> dict:
     rep = bench_seeds(args.data, backend=args.backend, bits=tuple(args.bits),
                       quantizers=tuple(args.quantizer), modes=tuple(args.mode),
                       grids=tuple(args.grid), seeds=args.seeds, epochs=args.epochs,
-                      board=args.board, store_bits=args.store_bits, progress=progress)
+                      board=args.board, store_bits=args.store_bits,
+                      store_words=args.store_words, progress=progress)
     for s in rep["summary"]:
         print(f"{s['grid']:>9} {s['mode']:>6} {s['quantizer']:>13} q{s['q']}: median "
               f"{s['median_ratio']:.4f} worst {s['worst_ratio']:.4f}", file=sys.stderr)

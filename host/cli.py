@@ -115,6 +115,9 @@ def _add_train_options(p, defaults=True):
                            "(docs/store.md); the default whenever the data fits the store")
     mode.add_argument("--stream", dest="replay", action="store_const", const=False,
                       help="stream every epoch over the link (host-drawn codes)")
+    p.add_argument("--store-words", type=_int(1), default=None,
+                   help="golden, rtl: model a sample store of N W-bit words instead of the "
+                        "build's (default: the build's)")
     p.add_argument("--order", choices=tuple(ORDERS), default="shuffle",
                    help="streamed epochs: a fresh shuffle each epoch, or epoch 0's every epoch "
                         "(store mode's order; default shuffle)")
@@ -218,6 +221,7 @@ def options_from_args(args):
                         board=args.board, q_model=args.q_model, q_grad=args.q_grad,
                         degree=args.degree, refetch=args.refetch, replay=args.replay,
                         store_bits=args.store_bits, grid=args.grid, order=args.order,
+                        store_words=args.store_words,
                         precondition=args.precondition)
 
 

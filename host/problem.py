@@ -321,6 +321,9 @@ class TrainOptions:
     #: on the floor grid and streams otherwise
     replay: bool | None = None
     store_bits: int | None = None
+    #: golden and rtl: model a sample store of this many W-bit words instead of the build's
+    #: (e.g. the SDRAM store a board does not have yet); None: the build's store
+    store_words: int | None = None
     #: sample order of streamed epochs: ``shuffle`` (fresh every epoch) or ``fixed`` (epoch 0's
     #: every epoch, as store mode visits its store)
     order: str = "shuffle"
@@ -334,6 +337,11 @@ class TrainOptions:
                              f"got {self.quantizer!r}")
         check_grid(self.grid)
         order_function(self.order)
+        if self.store_words is not None:
+            _check_int("store_words", self.store_words, 1, None)
+            if self.backend in ("sim", "board"):
+                raise ValueError(f"store_words models a store on golden and rtl; the "
+                                 f"{self.backend} backend has the build's own store")
         if self.levels not in LEVELS:
             raise ValueError(f"levels must be one of {', '.join(LEVELS)}, got {self.levels!r}")
         _check_int("bits", self.bits, 1, max_bits)
