@@ -25,6 +25,7 @@ from zipml.hw.boards import BOARDS, board_spec
 from zipml.hw.build import fit_frequency
 
 from ..reference import engine_job as job
+from ..reference.cycles import engine_cycles
 from ..reference.golden import EngineConfig
 from ..reference.golden import run as golden_run
 from ..reference.order import fixed_order, order_function
@@ -325,11 +326,22 @@ def train_engine(prepared, options, progress=None, *, runner, config: EngineConf
                "model_scaled": x.tolist()})
 
 
+def golden_cycles_run(config, regs, words, init_model=None):
+    """:func:`zipml.reference.golden.run` with the engine's ``cycles`` and ``stall_cycles``
+    from the cycle model (`zipml.reference.cycles`): what the RTL counts for the stream fed
+    without gaps."""
+    res = golden_run(config, regs, words, init_model=init_model)
+    res.cycles, res.stall_cycles = engine_cycles(config, regs, words)
+    return res
+
+
 def train_golden(prepared, options, progress=None, config: EngineConfig | None = None):
     """``--backend golden [--board NAME]``: the bit-exact integer model of the board's engine
-    (:func:`board_build`; ``config`` replaces the default build's engine)."""
+    (:func:`board_build`; ``config`` replaces the default build's engine), with the engine's
+    cycle counters from the cycle model."""
     build = board_build(_opt(options, "board"), config)
-    return train_engine(prepared, options, progress, runner=golden_run, config=build.config,
+    return train_engine(prepared, options, progress, runner=golden_cycles_run,
+                        config=build.config,
                         caps=build.caps, backend="golden",
                         store_depth=_opt(options, "store_words") or build.store_depth)
 

@@ -43,7 +43,7 @@ def test_golden_backend_reaches_least_squares(diabetes, quantizer, bits, tol):
     x = job.float_model(res.model_raw)
     got = scaled_mse(diabetes, x)
     assert got <= best * (1 + tol), f"{quantizer} q={bits}: mse {got:.5g} vs optimum {best:.5g}"
-    assert res.cycles is None and len(res.mse) == 20 and not res.extra["overflow"]
+    assert res.cycles >= res.extra["words"] and len(res.mse) == 20 and not res.extra["overflow"]
     assert all(isinstance(v, int) and -2**31 <= v < 2**31 for v in res.model_raw)
     n, d = diabetes.A.shape
     mode, q = job.engine_mode(quantizer, bits)
@@ -140,7 +140,9 @@ def test_rtl_backend_equals_golden(quantizer, bits, batch, replay, grid):
     assert got.extra["samples"] == want.extra["samples"] == 3 * 150
     assert got.extra["words"] == want.extra["words"]
     assert got.bits_moved == want.bits_moved
-    assert want.cycles is None and got.cycles >= got.extra["words"]
+    # golden's cycles come from the cycle model (reference/cycles.py): the RTL's exactly
+    assert got.cycles >= got.extra["words"]
+    assert (want.cycles, want.extra["stall_cycles"]) == (got.cycles, got.extra["stall_cycles"])
 
 
 def test_replay_equals_one_continuous_stream(diabetes):
