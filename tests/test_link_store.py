@@ -198,3 +198,38 @@ def test_store_mode_training_w32_parallel(kw):
         _train_case(t, config, kw, n=20, d=37, seed=4)
     finally:
         t.close()
+
+
+# ---------------------------------------------------------------------- both boards' builds
+
+def _boards_case(board, q, quantizer, replay, epochs=2, n=18):
+    """`--backend sim --board B` == `--backend golden --board B` bit for bit (the board's own
+    engine, L2, store and clock), with the job the CLI would build."""
+    from zipml.host.backend_engine import train_golden
+    from zipml.host.device import train_sim
+    from zipml.host.problem import TrainOptions, prepare, resolve
+    A, b = _problem(n, 13, q)
+    prepared = prepare(A[:, :-1], b, "regression")
+    opts = resolve(prepared, TrainOptions(bits=q, quantizer=quantizer, epochs=epochs, seed=q,
+                                          board=board, replay=replay, backend="sim"))
+    want = train_golden(prepared, opts)
+    got = train_sim(prepared, opts)
+    assert want.extra["store_p"] == got.extra["store_p"] and (want.extra["store_p"] > 0) == replay
+    assert got.model_raw == want.model_raw
+    assert got.extra["link_bits"] == want.extra["link_bits"]
+    assert got.extra["store_bits"] == want.extra["store_bits"]
+
+
+@pytest.mark.slow
+def test_both_modes_on_the_icebreaker_build():
+    _boards_case("icebreaker", 2, "double", True)
+    _boards_case("icebreaker", 3, "double", False, epochs=1, n=8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
+@pytest.mark.parametrize("q", range(1, 9))
+@pytest.mark.parametrize("quantizer", ["double", "naive"])
+@pytest.mark.parametrize("replay", [True, False])
+def test_every_q_both_modes_both_boards(board, q, quantizer, replay):
+    _boards_case(board, q, quantizer, replay, epochs=2 if replay else 1, n=18 if replay else 8)
