@@ -1,9 +1,10 @@
 """The store feed: stored p-bit codes -> the engine's floor-grid stream, fresh carries per epoch.
 
 docs/store.md is the contract; `zipml.reference.store.feed` is the bit-exact model
-(`feed(config, regs, fregs, words, states)`) and `zipml.reference.store.xorshift64` the
-generator's. The board system (`zipml.hw.soc.System`) puts `StoreFeed` between the sample
-store's replay and the engine; STREAM words bypass it.
+(`feed(config, regs, fregs, words, states)`), `zipml.reference.store.xorshift32` (W <= 16) and
+`~zipml.reference.store.xorshift64` (wider W) the generators'. The board system
+(`zipml.hw.soc.System`) puts `StoreFeed` between the sample store's replay and the engine;
+STREAM words bypass it.
 """
 
 from amaranth.hdl import Module, Signal, Mux, Cat
@@ -11,9 +12,17 @@ from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 
 from ..reference.golden import label_words
-from ..reference.store import GOLDEN_GAMMA, MASK64, generators
+from ..reference.store import GOLDEN_GAMMA, MASK64, generators, state_bits
 
-__all__ = ["StoreFeed", "Generators", "xorshift64_next"]
+__all__ = ["StoreFeed", "Generators", "xorshift32_next", "xorshift64_next"]
+
+
+def xorshift32_next(x):
+    """One xorshift32 step (13, 17, 5) of a 32-bit value, as an Amaranth expression: a layer
+    of XORs (each output bit is the XOR of at most 7 state bits)."""
+    x1 = x ^ (x << 13)[:32]
+    x2 = x1 ^ (x1 >> 17)
+    return x2 ^ (x2 << 5)[:32]
 
 
 def xorshift64_next(x):
@@ -25,7 +34,9 @@ def xorshift64_next(x):
 
 
 class Generators(wiring.Component):
-    """K = ceil(2W / 64) xorshift64 generators, seeded by two 32-bit halves.
+    """The feed's random bits: one xorshift32 for W <= 16, else K = ceil(2W / 64) xorshift64
+    (`zipml.reference.store.state_bits`, `~zipml.reference.store.generators`), seeded by two
+    32-bit halves.
 
     The flip-flops hold the *next* random word, already stepped (``bits`` = the states after
     the next step), so a consumer uses flip-flops, not the XOR layer, in its own decision.
@@ -41,13 +52,15 @@ class Generators(wiring.Component):
         Half of the 64-bit seed.
     seed_load : In(2)
         Strobes: bit 0 loads the low 32 bits of every generator's state from ``seed``, bit 1
-        the high 32 bits (generator k gets ``seed XOR (k * GOLDEN_GAMMA)``, a constant) and
-        arms the step that makes ``bits`` the first random word. Load the low half first; a
-        seed is complete with its high half. Do not ``step`` in the clock after a high load.
+        the high 32 bits (generator k gets ``seed XOR (k * GOLDEN_GAMMA)``, a constant; the
+        xorshift32 of W <= 16 has no high half: its state is the seed's low half) and arms the
+        step that makes ``bits`` the first random word. Load the low half first; a seed is
+        complete with its high half. Do not ``step`` in the clock after a high load.
     step : In(1)
         Take ``bits`` (one remainder plane's random word): every generator steps once.
     bits : Out(2W)
-        Random bits of the next step: generator 0's new state in bits 0..63, then generator 1.
+        Random bits of the next step: generator 0's new state in the low bits, then
+        generator 1 (W = 64).
 
     Latency: ``bits`` is the first word of a seed two clocks after its high half's strobe, the
     next word one clock after a ``step``.
@@ -56,22 +69,26 @@ class Generators(wiring.Component):
     def __init__(self, W):
         self.W = W
         self.K = generators(W)
+        self.state_bits = state_bits(W)
         super().__init__({"seed": In(32), "seed_load": In(2), "step": In(1),
                           "bits": Out(2 * W)})
 
     def elaborate(self, platform):
         m = Module()
-        states = [Signal(64, name=f"gen{k}") for k in range(self.K)]
+        sb = self.state_bits
+        step_next = xorshift32_next if sb == 32 else xorshift64_next
+        states = [Signal(sb, name=f"gen{k}") for k in range(self.K)]
         fresh = Signal()           # a seed's high half was loaded: step once to its first word
         m.d.sync += fresh.eq(self.seed_load[1])
         for k, y in enumerate(states):
             gamma = (k * GOLDEN_GAMMA) & MASK64
             with m.If(self.seed_load[0]):
                 m.d.sync += y[:32].eq(self.seed ^ (gamma & 0xFFFFFFFF))
-            with m.Elif(self.seed_load[1]):
-                m.d.sync += y[32:].eq(self.seed ^ (gamma >> 32))
+            if sb == 64:
+                with m.Elif(self.seed_load[1]):
+                    m.d.sync += y[32:].eq(self.seed ^ (gamma >> 32))
             with m.Elif(self.step | fresh):
-                m.d.sync += y.eq(xorshift64_next(y))
+                m.d.sync += y.eq(step_next(y))
         m.d.comb += self.bits.eq(Cat(*states)[:2 * self.W])
         return m
 

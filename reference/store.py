@@ -2,9 +2,10 @@
 
 The host uploads an epoch segment of p-bit **stored codes** once; every epoch the board's store
 feed turns it into the engine's floor-grid stream, drawing each carry afresh from the on-chip
-``xorshift64`` generators.  This module is the feed's golden model: :func:`feed` returns exactly
-the words the gateware feed (`zipml.hw.store_feed`) gives the engine, and the generator state it
-leaves, which the next epoch continues from.
+generators (one ``xorshift32`` for W <= 16, ``xorshift64`` ones above).  This module is the
+feed's golden model: :func:`feed` returns exactly the words the gateware feed
+(`zipml.hw.store_feed`) gives the engine, and the generator state it leaves, which the next
+epoch continues from.
 """
 
 from __future__ import annotations
@@ -15,19 +16,37 @@ import numpy as np
 
 from .golden import EngineConfig, EngineRegs, label_words, parse_header
 
-__all__ = ["P_MAX", "GOLDEN_GAMMA", "MASK64", "FeedRegs", "xorshift64", "generators",
-           "seed_states", "check_seed", "store_codes", "stored_value", "feed"]
+__all__ = ["P_MAX", "GOLDEN_GAMMA", "MASK32", "MASK64", "FeedRegs", "xorshift32", "xorshift64",
+           "state_bits", "generators", "seed_states", "check_seed", "store_codes",
+           "stored_value", "feed"]
 
 #: largest stored precision p (the feed's ``store_p`` register is 5 bits; 0 = pass-through)
 P_MAX = 16
-#: seed of generator k = seed XOR (k * GOLDEN_GAMMA mod 2^64)
+#: seed of generator k = seed XOR (k * GOLDEN_GAMMA mod 2^64), cut to its state width
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15
+MASK32 = (1 << 32) - 1
 MASK64 = (1 << 64) - 1
 
 
+def state_bits(W: int) -> int:
+    """Bits of one generator's state (and of the random bits one step gives) at width W: the
+    feed needs 2W random bits per remainder plane, so W <= 16 takes one ``xorshift32`` (32
+    bits), wider W ``xorshift64`` generators (64 bits each)."""
+    return 32 if 2 * int(W) <= 32 else 64
+
+
 def generators(W: int) -> int:
-    """K = ceil(2W / 64) generators: 2W random bits per remainder plane (two copies, W lanes)."""
-    return -(-2 * int(W) // 64)
+    """K = ceil(2W / state_bits(W)) generators: 2W random bits per remainder plane (two copies,
+    W lanes). K = 1 up to W = 32 (W <= 16: one xorshift32), 2 at W = 64."""
+    return -(-2 * int(W) // state_bits(W))
+
+
+def xorshift32(x: int) -> int:
+    """One step of Marsaglia's xorshift32 (13, 17, 5): period 2^32 - 1 on nonzero states."""
+    x ^= (x << 13) & MASK32
+    x ^= x >> 17
+    x ^= (x << 5) & MASK32
+    return x
 
 
 def xorshift64(x: int) -> int:
@@ -38,19 +57,29 @@ def xorshift64(x: int) -> int:
     return x
 
 
+def _step_function(W: int):
+    return xorshift32 if state_bits(W) == 32 else xorshift64
+
+
 def seed_states(seed: int, W: int) -> list[int]:
-    """The K generator states the 64-bit ``seed`` register loads."""
+    """The K generator states the 64-bit ``seed`` register loads: generator k gets ``seed XOR
+    (k * GOLDEN_GAMMA mod 2^64)`` cut to its state width, so W <= 16's one xorshift32 gets the
+    seed's low 32 bits (its high half is not used there)."""
     seed = int(seed)
     if not 0 <= seed <= MASK64:
         raise ValueError(f"seed must be an unsigned 64-bit integer, got {seed}")
-    return [seed ^ ((k * GOLDEN_GAMMA) & MASK64) for k in range(generators(W))]
+    mask = (1 << state_bits(W)) - 1
+    return [(seed ^ ((k * GOLDEN_GAMMA) & MASK64)) & mask for k in range(generators(W))]
 
 
 def check_seed(seed: int, W: int) -> int:
     """``seed`` if every generator state it loads is nonzero, else one ValueError."""
     states = seed_states(seed, W)
     if not all(states):
-        raise ValueError(f"seed {seed:#x} loads a zero xorshift64 state (it would never move)")
+        name = f"xorshift{state_bits(W)}"
+        extra = " (W <= 16 uses the seed's low 32 bits)" if state_bits(W) == 32 else ""
+        raise ValueError(f"seed {seed:#x} loads a zero {name} state (it would never move)"
+                         f"{extra}")
     return int(seed)
 
 
@@ -98,16 +127,21 @@ def stored_value(s, p: int) -> np.ndarray:
 
 
 def _random_bits(states: list[int], count: int, W: int) -> tuple[np.ndarray, list[int]]:
-    """(count, 2W) random bits of ``count`` generator steps, and the states after them."""
+    """(count, 2W) random bits of ``count`` generator steps, and the states after them: per
+    step the K new states side by side, generator 0 in the low bits (bit i is lane i's
+    ``delta_dot`` bit, bit W + i its ``delta_grad`` bit)."""
     K = len(states)
+    sb = state_bits(W)
+    step = _step_function(W)
     st = list(states)
     flat = []
     for _ in range(count):
         for k in range(K):
-            st[k] = xorshift64(st[k])
+            st[k] = step(st[k])
             flat.append(st[k])
-    out = np.array(flat, dtype=np.uint64).reshape(count, K)
-    as_bytes = out.astype("<u8").view(np.uint8).reshape(count, 8 * K)
+    dtype = np.uint32 if sb == 32 else np.uint64
+    out = np.array(flat, dtype=dtype).reshape(count, K)
+    as_bytes = out.astype(f"<u{sb // 8}").view(np.uint8).reshape(count, sb // 8 * K)
     return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :2 * W], st
 
 
@@ -161,6 +195,9 @@ def feed(config: EngineConfig, regs: EngineRegs, fregs: FeedRegs, words, states)
     states = [int(s) for s in states]
     if len(states) != generators(W):
         raise ValueError(f"W={W} needs {generators(W)} generator states, got {len(states)}")
+    if not all(0 <= s < 1 << state_bits(W) for s in states):
+        raise ValueError(f"W={W}'s generators are xorshift{state_bits(W)}: states must be "
+                         f"{state_bits(W)}-bit unsigned, got {[hex(s) for s in states]}")
     if fregs.p == 0:
         return words.copy(), states
     p, q, mode, rnd = int(fregs.p), int(regs.q), int(regs.mode), int(fregs.round)

@@ -1,7 +1,8 @@
 """The store feed (`zipml.hw.store_feed`) in the Amaranth simulator against
 `zipml.reference.store.feed`, bit for bit: random stored segments, random input valid gaps and
 output backpressure, epochs in a row with the generator state carried, both widths of the
-boards, every quantizer's register setting; and the generators alone against ``xorshift64``.
+boards, every quantizer's register setting; and the generators alone against ``xorshift32`` (W <= 16)
+and ``xorshift64``.
 """
 
 import numpy as np
@@ -106,6 +107,7 @@ CASES = [
     (8, 4, 4, 0, 0, 4, 7, 1),      # double, q = p: both carries 1
     (8, 12, 3, 0, 0, 4, 10, 2),    # p > 8
     (8, 5, 1, 0, 1, 5, 12, 1),     # double rounded: delta_grad = delta_dot
+    (16, 8, 2, 0, 0, 5, 21, 1),    # W = 16: both copies from the xorshift32's 32 bits
     (32, 8, 2, 0, 0, 6, 40, 1),
     (32, 8, 3, 1, 0, 5, 33, 2),
     (32, 7, 4, 1, 1, 4, 20, 1),
@@ -168,12 +170,15 @@ def test_restart_drops_a_partial_pass():
     assert np.array_equal(got[1], want)
 
 
-@pytest.mark.parametrize("W", [8, 32, 64])
-def test_generators_match_xorshift64(W):
+@pytest.mark.parametrize("W", [8, 16, 32, 64])
+def test_generators_match_the_model(W):
     dut = Generators(W)
     seed = 0x9E3779B97F4A7C15 ^ 0x1234_5678_9ABC_DEF0
     rng = np.random.default_rng(W)
     steps = [int(s) for s in rng.integers(0, 2, size=60)]
+    sb = store.state_bits(W)
+    step = store.xorshift32 if sb == 32 else store.xorshift64
+    assert dut.K == store.generators(W) and sb == (32 if W <= 16 else 64)
 
     async def bench(ctx):
         # an old seed first: a new one replaces the state whole
@@ -189,8 +194,8 @@ def test_generators_match_xorshift64(W):
             await ctx.tick()
         states = store.seed_states(seed, W)
         for s in steps:
-            nxt = [store.xorshift64(x) for x in states]
-            word = sum(x << (64 * k) for k, x in enumerate(nxt)) & ((1 << 2 * W) - 1)
+            nxt = [step(x) for x in states]
+            word = sum(x << (sb * k) for k, x in enumerate(nxt)) & ((1 << 2 * W) - 1)
             assert ctx.get(dut.bits) == word
             ctx.set(dut.step, s)
             await ctx.tick()

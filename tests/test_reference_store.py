@@ -42,16 +42,36 @@ def test_xorshift64_known_answers():
     assert out[0] == 1082269761
     assert out[1] == 1152992998833853505
     assert all(0 < v < 2**64 for v in out)
-    assert store.seed_states(5, 8) == [5]
+    assert store.seed_states(5, 32) == [5]
     assert store.seed_states(5, 64) == [5, 5 ^ store.GOLDEN_GAMMA]
+    assert store.state_bits(32) == store.state_bits(64) == 64
+    assert store.generators(32) == 1 and store.generators(64) == 2
+
+
+def test_xorshift32_known_answers():
+    # Marsaglia (2003), shifts 13, 17, 5: from 1 the first output is 270369; period 2^32 - 1
+    x = store.xorshift32(1)
+    assert x == 270369
+    assert store.xorshift32(x) == 67634689
+    assert store.xorshift32(2463534242) == 723471715      # Marsaglia's default seed
+    assert store.state_bits(8) == store.state_bits(16) == 32
+    assert store.generators(8) == store.generators(16) == 1
+    # W <= 16: one generator, the seed's low 32 bits (the high half is not used)
+    assert store.seed_states(5, 8) == [5]
+    assert store.seed_states((7 << 32) | 5, 16) == [5]
     with pytest.raises(ValueError, match="zero"):
         store.check_seed(0, 8)
+    with pytest.raises(ValueError, match="low 32 bits"):
+        store.check_seed(1 << 32, 16)
+    assert store.check_seed(1 << 32, 32) == 1 << 32            # xorshift64: nonzero state
+    with pytest.raises(ValueError, match="32-bit"):            # a 64-bit state at W = 8
+        store.feed(CONFIG, regs(2, 0, 9), store.FeedRegs(8), np.zeros(1, np.uint64), [1 << 40])
 
 
 def slow_feed(words, q, mode, p, d, rnd, state):
     """docs/store.md value by value: u as an integer from the random bits (MSB first, bit of
-    remainder plane j is u's bit m-1-j), delta = [u <= r]; one generator step per remainder
-    plane."""
+    remainder plane j is u's bit m-1-j), delta = [u <= r]; one generator step (W = 8: the
+    xorshift32) per remainder plane."""
     words = [int(w) for w in words]
     m = p - q
     C = -(-d // W)
@@ -65,7 +85,7 @@ def slow_feed(words, q, mode, p, d, rnd, state):
             pos += p
             rand = []
             for _j in range(m):
-                state = store.xorshift64(state)
+                state = store.xorshift32(state)
                 rand.append(state)
             d_dot = d_grad = 0
             for i in range(W):
@@ -89,7 +109,7 @@ def test_feed_equals_the_page(q, p, mode, rnd):
     rng = np.random.default_rng([q, p, mode, rnd])
     d = 13
     _, words = stored(rng, 7, d, p)
-    st = [0x1234_5678_9ABC_DEF1]
+    st = [0x9ABC_DEF1]
     want_state = st[0]
     for _epoch in range(2):                         # the state carries from epoch to epoch
         got, st = store.feed(CONFIG, regs(q, mode, d), store.FeedRegs(p, rnd), words, st)
