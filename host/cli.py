@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help_ in (("bench", "benchmarks (zipml.host.bench)"),
                         ("build", "build a bitstream (zipml.hw.build)"),
-                        ("flash", "program a board (zipml.hw.build)")):
+                        ("flash", "program a board (zipml.hw.build)"),
+                        ("experiment", "time and bits to a target loss (zipml.host.experiment)")):
         s = sub.add_parser(name, help=help_, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -438,7 +439,8 @@ def cmd_demo(args) -> int:
 
 DISPATCH = {"bench": ("zipml.host.bench", "main"),
             "build": ("zipml.hw.build", "main"),
-            "flash": ("zipml.hw.build", "flash_main")}
+            "flash": ("zipml.hw.build", "flash_main"),
+            "experiment": ("zipml.host.experiment", "main")}
 
 
 def _dispatch(module, fn, argv):
