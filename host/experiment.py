@@ -567,7 +567,7 @@ def _curves(ax, ds, board, x_of, cpu=True):
         ax.axhline(float(k), color="0.5", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
 
 
 def plot_dataset(ds: dict, folder) -> list:
@@ -590,7 +590,8 @@ def plot_dataset(ds: dict, folder) -> list:
         ax.set_ylabel("training MSE / optimum - 1")
         ax.set_title(f"{name}: {board}" + ("" if clk.get("clock_mhz") else
                                            " (no board seconds)"))
-        ax.legend(fontsize=7, ncol=2)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     paths.append(_save(fig, os.path.join(folder, f"{name}_loss_seconds.png")))
 
@@ -608,7 +609,8 @@ def plot_dataset(ds: dict, folder) -> list:
         axes[1, j].set_title(f"{name}: {board}, link + sample store")
         for i in range(2):
             axes[i, j].set_ylabel("training MSE / optimum - 1")
-            axes[i, j].legend(fontsize=7, ncol=2)
+            if axes[i, j].get_legend_handles_labels()[0]:
+                axes[i, j].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     paths.append(_save(fig, os.path.join(folder, f"{name}_loss_bits.png")))
 
@@ -662,8 +664,9 @@ def plot_dataset(ds: dict, folder) -> list:
             ax.set_yscale("log")
             ax.set_ylabel("seconds to target (x: not reached)")
             ax.set_title(f"{name}: {board}, loss <= (1 + {k}) optimum", fontsize=9)
-            ax.legend(fontsize=7)
-            ax.grid(alpha=0.3, axis="y", which="both")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+            ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     paths.append(_save(fig, os.path.join(folder, f"{name}_time_to_target.png")))
     return paths
