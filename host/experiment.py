@@ -383,6 +383,24 @@ def lstsq_run(prepared, seed):
             "bits_moved": [64 * n * (d + 1)], "params": {"solver": "numpy.linalg.lstsq"}}
 
 
+def attach_targets(r: dict, opt: float, targets) -> dict:
+    """Set a run's ``time_to_target`` (and, engine: ``epochs_to_target``, ``cycles_to_target``,
+    ``time_to_target_with_link``; CPU: ``time_to_target_process``) for ``targets``."""
+    r["time_to_target"] = _targets(r["loss"], r["seconds"], opt, targets)
+    if r["kind"] == "engine":
+        r["epochs_to_target"] = _targets(r["loss"], list(range(1, len(r["loss"]) + 1)), opt,
+                                         targets)
+        r["cycles_to_target"] = {k: (None if e is None else r["cycles"][int(e) - 1])
+                                 for k, e in r["epochs_to_target"].items()}
+        with_link = None
+        if r["seconds"] is not None and r.get("link_seconds") is not None:
+            with_link = [s + ls for s, ls in zip(r["seconds"], r["link_seconds"])]
+        r["time_to_target_with_link"] = _targets(r["loss"], with_link, opt, targets)
+    else:
+        r["time_to_target_process"] = _targets(r["loss"], r.get("cpu_seconds"), opt, targets)
+    return r
+
+
 def _key(r):
     if r["kind"] == "engine":
         return ("engine", r["board"], r["quantizer"], int(r["q"]), int(r["seed"]))
@@ -449,11 +467,9 @@ def summarize(ds: dict, targets) -> None:
                 es = [r["epochs_to_target"].get(k) for r in rs]
                 spread[k]["epochs"] = es
         g["time_to_target"], g["time_to_target_spread"] = ttt, spread
-        if gk[0] == "engine":
-            g["time_to_target_with_link"] = {
-                k: (statistics.fmean(v) if all(t is not None for t in v) and v else None)
-                for k in targets
-                for v in [[r.get("time_to_target_with_link", {}).get(k) for r in rs]]}
+        extra = "time_to_target_with_link" if gk[0] == "engine" else "time_to_target_process"
+        g[extra] = {k: (statistics.fmean(v) if v and all(t is not None for t in v) else None)
+                    for k in targets for v in [[(r.get(extra) or {}).get(k) for r in rs]]}
         summary.append(g)
     # the scikit-learn step: the eta0 with the lowest mean final loss (diverged: worst)
     sk = [g for g in summary if g.get("name") == "sklearn_sgd"]
@@ -491,8 +507,9 @@ def _speedups(ds, summary, targets):
             continue
         qbit = [g for g in eng if g["quantizer"] != "full"]
         full = [g for g in eng if g["quantizer"] == "full"]
-        s = {"vs_32bit": {}, "vs_cpu_sgd": {}, "vs_cpu_sgd_with_link": {}, "vs_lstsq": {},
-             "best_q": {}, "best_run": {}, "best_cpu_sgd": {}}
+        s = {"vs_32bit": {}, "vs_cpu_sgd": {}, "vs_cpu_sgd_with_link": {},
+             "vs_cpu_sgd_process_time": {}, "vs_lstsq": {}, "best_q": {}, "best_run": {},
+             "best_cpu_sgd": {}}
         for k in targets:
             tq, gq = _best(qbit, k)
             tf = full[0]["time_to_target"].get(k) if full else None
@@ -505,6 +522,8 @@ def _speedups(ds, summary, targets):
             s["best_cpu_sgd"][k] = gc["label"] if gc else None
             tl, _ = _best(eng, k, "time_to_target_with_link")
             s["vs_cpu_sgd_with_link"][k] = tc / tl if tl and tc else None
+            tp, _ = _best(cpu, k, "time_to_target_process")
+            s["vs_cpu_sgd_process_time"][k] = tp / tb if tb and tp else None
             td = direct[0]["time_to_target"].get(k) if direct else None
             s["vs_lstsq"][k] = td / tb if tb and td else None
         out[board] = s
@@ -560,9 +579,12 @@ def _curves(ax, ds, board, x_of, cpu=True):
             if x is None:
                 continue
             color, ls = _CPU_STYLE.get(g["name"], ("k", "-"))
-            ax.plot(x, _excess(g["loss_mean"], opt), color=color, ls=ls or "none",
-                    marker="*" if g["name"] == "lstsq" else ".", ms=10 if g["name"] == "lstsq"
-                    else 3, label=f"CPU {g['name']}")
+            if g["name"] == "lstsq":          # exact: a vertical line at its cost
+                ax.axvline(x[-1], color=color, ls="--", lw=1,
+                           label="CPU lstsq (the optimum itself)")
+            else:
+                ax.plot(x, _excess(g["loss_mean"], opt), color=color, ls=ls, marker=".",
+                        ms=3, label=f"CPU {g['name']}")
     for k in ds["targets"]:
         ax.axhline(float(k), color="0.5", lw=0.8, ls=":")
     ax.set_xscale("log")
@@ -618,8 +640,9 @@ def plot_dataset(ds: dict, folder) -> list:
     targets = ds["targets"]
     fig = Figure(figsize=(5.2 * len(targets), 3.8 * nb), dpi=100)
     axes = fig.subplots(nb, len(targets), squeeze=False)
-    quants = [q for q in ("double", "naive", "deterministic") if q in ds["settings"]["quantizers"]]
-    qs = sorted(ds["settings"]["bits"])
+    have = {(g["quantizer"], g["q"]) for g in ds["summary"] if g["kind"] == "engine"}
+    quants = [q for q in ("double", "naive", "deterministic") if any(h[0] == q for h in have)]
+    qs = sorted({h[1] for h in have if h[0] != "full"})
     for i, board in enumerate(boards or [None]):
         for j, k in enumerate(targets):
             ax = axes[i, j]
@@ -628,7 +651,7 @@ def plot_dataset(ds: dict, folder) -> list:
             width = 0.8 / max(1, len(quants))
             ymax = 0.0
             for t, quant in enumerate(quants):
-                xs, hs, miss = [], [], []
+                xs, hs, err, miss = [], [], [[], []], []
                 for xi, q in enumerate(qs):
                     g = eng.get((quant, q))
                     v = g["time_to_target"].get(k) if g else None
@@ -638,31 +661,40 @@ def plot_dataset(ds: dict, folder) -> list:
                     else:
                         xs.append(pos)
                         hs.append(v)
+                        sp = g["time_to_target_spread"][k]
+                        err[0].append(v - sp["min"])
+                        err[1].append(sp["max"] - v)
                         ymax = max(ymax, v)
-                ax.bar(xs, hs, width, color=f"C{t}", label=quant)
+                ax.bar(xs, hs, width, color=f"C{t}", label=quant, yerr=err, capsize=2,
+                       error_kw={"lw": 0.8})
                 for pos in miss:
                     ax.text(pos, 0.02, "x", ha="center", va="bottom", color=f"C{t}",
                             fontsize=10, transform=ax.get_xaxis_transform())
             extra = []
             if ("full", FULL_Q) in eng:
-                extra.append(("32-bit", eng[("full", FULL_Q)]["time_to_target"].get(k), "k"))
+                extra.append(("32-bit", eng[("full", FULL_Q)], "k"))
             for g in ds["summary"]:
                 if g["kind"] == "cpu" and g["chosen"]:
                     color, _ = _CPU_STYLE.get(g["name"], ("k", ""))
-                    extra.append((f"CPU {g['name']}", g["time_to_target"].get(k), color))
-            for m, (lab, v, color) in enumerate(extra):
+                    extra.append((f"CPU {g['name']}", g, color))
+            for m, (lab, g, color) in enumerate(extra):
                 pos = len(qs) + m
+                v = g["time_to_target"].get(k)
                 if v is None:
                     ax.text(pos, 0.02, "x", ha="center", va="bottom", color=color,
                             fontsize=10, transform=ax.get_xaxis_transform())
                 else:
-                    ax.bar([pos], [v], 0.6, color=color, alpha=0.6)
+                    sp = g["time_to_target_spread"][k]
+                    ax.bar([pos], [v], 0.6, color=color, alpha=0.6,
+                           yerr=[[v - sp["min"]], [sp["max"] - v]], capsize=2,
+                           error_kw={"lw": 0.8})
                     ymax = max(ymax, v)
             ax.set_xticks(list(range(len(qs) + len(extra))),
                           [f"q={q}" for q in qs] + [e[0] for e in extra], rotation=30,
                           fontsize=7)
             ax.set_yscale("log")
-            ax.set_ylabel("seconds to target (x: not reached)")
+            ax.set_ylabel("seconds to target (x: not reached;\nbars: seed mean, min..max)",
+                          fontsize=8)
             ax.set_title(f"{name}: {board}, loss <= (1 + {k}) optimum", fontsize=9)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
@@ -834,10 +866,13 @@ def run_experiment(args, argv) -> dict:
         opt = prepared.optimum_mse(0.0)
         ds.update({"source": spec, "n": prepared.n, "d": prepared.d, "task": ds_obj.task,
                    "model": model, "optimum": opt, "optimum_solver": "numpy.linalg.lstsq",
-                   "targets": targets, "settings": settings, "boards": list(args.board),
-                   "board_clocks": {b: clocks[b] for b in args.board}})
-        done = {_key(r) for r in ds["runs"] if "error" not in r}
-        ds["runs"] = [r for r in ds["runs"] if "error" not in r]     # failed: retried
+                   "targets": targets, "settings": settings,
+                   "boards": list(dict.fromkeys([*ds.get("boards", []), *args.board])),
+                   "board_clocks": {**ds.get("board_clocks", {}),
+                                    **{b: clocks[b] for b in args.board}}})
+        ds["runs"] = [attach_targets(r, opt, targets)            # failed runs: retried
+                      for r in ds["runs"] if "error" not in r]
+        done = {_key(r) for r in ds["runs"]}
         skipped = []
         jobs = []
         for board in args.board:
@@ -896,19 +931,7 @@ def run_experiment(args, argv) -> dict:
                 bar.close()
             r["wall_seconds"] = round(time.perf_counter() - t0, 3)
             if "error" not in r:
-                r["time_to_target"] = _targets(r["loss"], r["seconds"], opt, targets)
-                if kind == "engine":
-                    r["epochs_to_target"] = _targets(r["loss"], list(range(1, len(r["loss"]) + 1)),
-                                                     opt, targets)
-                    r["cycles_to_target"] = {
-                        k: (None if e is None else r["cycles"][int(e) - 1])
-                        for k, e in r["epochs_to_target"].items()}
-                    if r["seconds"] is not None and r["link_seconds"] is not None:
-                        r["time_to_target_with_link"] = _targets(
-                            r["loss"], [s + ls for s, ls in zip(r["seconds"], r["link_seconds"])],
-                            opt, targets)
-                    else:
-                        r["time_to_target_with_link"] = {k: None for k in targets}
+                attach_targets(r, opt, targets)
                 last = r["loss"][-1]
                 _say(f"{desc}: loss/optimum {'diverged' if last is None else f'{last / opt:.4f}'}",
                      args.quiet)
@@ -950,10 +973,11 @@ def _print_summary(doc):
             for k in ds["targets"]:
                 def f(v):
                     return "-" if v is None else f"{v:.3g}x"
-                print(f"  {board} eps={k}: best q-bit {s['best_q'][k] or '-'} vs 32-bit "
+                print(f"  {board} eps={k}: best q-bit ({s['best_q'][k] or '-'}) vs 32-bit "
                       f"{f(s['vs_32bit'][k])}; board ({s['best_run'][k] or '-'}) vs CPU SGD "
-                      f"({s['best_cpu_sgd'][k] or '-'}) {f(s['vs_cpu_sgd'][k])}, with the UART "
-                      f"upload {f(s['vs_cpu_sgd_with_link'][k])}")
+                      f"({s['best_cpu_sgd'][k] or '-'}) {f(s['vs_cpu_sgd'][k])} (CPU process "
+                      f"time {f(s['vs_cpu_sgd_process_time'][k])}, board with the UART link "
+                      f"{f(s['vs_cpu_sgd_with_link'][k])}), vs lstsq {f(s['vs_lstsq'][k])}")
         failed = [r for r in ds["runs"] if "error" in r]
         if failed:
             print(f"  {len(failed)} run(s) failed (see 'error' in the JSON)")

@@ -98,10 +98,13 @@ def test_resume_skips_runs_in_the_json(small, monkeypatch, tmp_path):
         raise AssertionError("resume re-ran a run")
     for fn in ("engine_run", "numpy_sgd_run", "sklearn_run", "lstsq_run"):
         monkeypatch.setattr(ex, fn, boom)
-    code, _ = run(tmp_path, "--resume")
+    code, _ = run(tmp_path, "--resume", "--targets", "0.01,0.05,0.5")
     assert code == 0
     again = json.loads(path.read_text())
     assert len(again["datasets"][0]["runs"]) == len(doc["datasets"][0]["runs"])
+    # a new target is computed from the kept curves
+    for r in again["datasets"][0]["runs"]:
+        assert set(r["time_to_target"]) == {"0.01", "0.05", "0.5"}
     # other settings than the report's: refused, nothing overwritten
     before = path.read_text()
     assert cli.main(["experiment", *SMALL[:-5], "--epochs", "3", "--seeds", "1", "--resume",
