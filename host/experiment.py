@@ -493,8 +493,14 @@ def summarize(ds: dict, targets) -> None:
 
 
 def _best(groups, k, field="time_to_target"):
-    ok = [(g[field][k], g) for g in groups if g[field].get(k) is not None]
-    return min(ok, key=lambda t: t[0]) if ok else (None, None)
+    """(time, label) of the fastest group to target ``k``; groups tied with it (same time to
+    1e-9, e.g. quantizers with the same cycles per epoch reaching it in the same epochs) are
+    all named, joined by " = "."""
+    ok = [(g[field][k], g) for g in groups if (g.get(field) or {}).get(k) is not None]
+    if not ok:
+        return None, None
+    t = min(v for v, _ in ok)
+    return t, " = ".join(g["label"] for v, g in ok if v <= t * (1 + 1e-9))
 
 
 def _speedups(ds, summary, targets):
@@ -514,12 +520,12 @@ def _speedups(ds, summary, targets):
             tq, gq = _best(qbit, k)
             tf = full[0]["time_to_target"].get(k) if full else None
             s["vs_32bit"][k] = tf / tq if tq and tf else None
-            s["best_q"][k] = gq["label"] if gq else None
+            s["best_q"][k] = gq
             tb, gb = _best(eng, k)
             tc, gc = _best(cpu, k)
             s["vs_cpu_sgd"][k] = tc / tb if tb and tc else None
-            s["best_run"][k] = gb["label"] if gb else None
-            s["best_cpu_sgd"][k] = gc["label"] if gc else None
+            s["best_run"][k] = gb
+            s["best_cpu_sgd"][k] = gc
             tl, _ = _best(eng, k, "time_to_target_with_link")
             s["vs_cpu_sgd_with_link"][k] = tc / tl if tl and tc else None
             tp, _ = _best(cpu, k, "time_to_target_process")
