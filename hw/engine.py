@@ -13,10 +13,11 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
 from .dot import PlaneDot, DotAccumulate, sum_width, acc_width
-from .loss import SquaredLoss
+from .loss import SquaredLoss, loss_stage
 from .model_mem import ModelMemory, RegisteredRAM, MW
 from .scalar import Scalar, STEP_BITS
 from .update import GradTerm, ChunkUpdate
+from ..reference.golden import EngineConfig
 
 __all__ = ["Engine", "COUNTER_BITS", "engine_members", "last_chunk_lanes"]
 
@@ -40,14 +41,11 @@ def engine_members(name, W, D_MAX, B_MAX, BUF_DEPTH):
     ValueError
         A parameter out of range, named with ``name`` (the class).
     """
-    if W not in (8, 16, 32, 64):
-        raise ValueError(f"{name}: W must be 8, 16, 32 or 64, got {W!r}")
-    if not (isinstance(D_MAX, int) and D_MAX > 0 and D_MAX % W == 0):
-        raise ValueError(f"{name}: D_MAX must be a positive multiple of W={W}, got {D_MAX!r}")
-    if not (isinstance(B_MAX, int) and 1 <= B_MAX <= 15):
-        raise ValueError(f"{name}: B_MAX must be in 1..15, got {B_MAX!r}")
-    if not (isinstance(BUF_DEPTH, int) and BUF_DEPTH >= 0 and BUF_DEPTH % 2 == 0):
-        raise ValueError(f"{name}: BUF_DEPTH must be an even count >= 0, got {BUF_DEPTH!r}")
+    # one definition of the limits: the golden model's EngineConfig checks them
+    try:
+        EngineConfig(W=W, D_MAX=D_MAX, B_MAX=B_MAX, BUF_DEPTH=BUF_DEPTH)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("EngineConfig", name, 1)) from None
     return {
         "i_stream": In(stream.Signature(W)),
         "q": In(6), "mode": In(1), "d": In(unsigned(D_MAX.bit_length())),
@@ -127,24 +125,26 @@ class Engine(wiring.Component):
 
     MODEL_READ_LATENCY = ModelMemory.HOST_READ_LATENCY
 
-    def __init__(self, W=32, D_MAX=4096, B_MAX=8, BUF_DEPTH=2 * 8 * 128 * 8, L2=True):
+    def __init__(self, W=32, D_MAX=4096, B_MAX=8, BUF_DEPTH=2 * 8 * 128 * 8, L2=True,
+                 loss="squared"):
         members = engine_members("Engine", W, D_MAX, B_MAX, BUF_DEPTH)
         self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH = W, D_MAX, B_MAX, BUF_DEPTH
         self.L2 = bool(L2)
+        self.Loss = loss_stage(loss)
         self.C_MAX = D_MAX // W
         self.LW = -(-32 // W)
         self.dot_latency = PlaneDot.latency(W)
-        self.T_LATENCY = self.t_latency(W)
+        self.T_LATENCY = self.t_latency(W, self.Loss)
         super().__init__(members)
 
     @staticmethod
-    def t_latency(W):
+    def t_latency(W, Loss=SquaredLoss):
         """Cycles from taking a sample's last dot word to its T in the T registers.
 
         accept -> stage DOT -> plane sum -> weight and accumulate -> loss -> scalar.
         A grad group can be taken from the cycle after.
         """
-        return (DOT + PlaneDot.latency(W) + DotAccumulate.LATENCY + SquaredLoss.LATENCY
+        return (DOT + PlaneDot.latency(W) + DotAccumulate.LATENCY + Loss.LATENCY
                 + Scalar.LATENCY)
 
     def elaborate(self, platform):
@@ -158,7 +158,7 @@ class Engine(wiring.Component):
         m.submodules.upd = upd = ChunkUpdate(W, B_MAX, early_load=True)
         m.submodules.dot = dot = PlaneDot(W)
         m.submodules.acc = acc = DotAccumulate(B_MAX, SW, AW)
-        m.submodules.loss = loss = SquaredLoss(AW)
+        m.submodules.loss = loss = self.Loss(AW)
         m.submodules.scalar = scal = Scalar()
 
         # ------------------------------------------------------------ static run-time values

@@ -18,7 +18,7 @@ from amaranth.lib.memory import Memory
 
 from .dot import G, sum_width, acc_width
 from .engine import engine_members, last_chunk_lanes
-from .loss import SquaredLoss
+from .loss import SquaredLoss, loss_stage
 from .model_mem import MW
 from .serial_scalar import SerialScalar
 from .update import TERM_W, u_width, sat
@@ -74,21 +74,22 @@ class SerialEngine(wiring.Component):
     #: code of this architecture in the board's capability register
     ARCH_CODE = 1
 
-    def __init__(self, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, L2=True):
+    def __init__(self, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, L2=True, loss="squared"):
         members = engine_members("SerialEngine", W, D_MAX, B_MAX, BUF_DEPTH)
         self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH = W, D_MAX, B_MAX, BUF_DEPTH
         self.L2 = bool(L2)
+        self.Loss = loss_stage(loss)
         self.C_MAX = D_MAX // W
         self.LW = -(-32 // W)
-        self.T_LATENCY = self.t_latency(W)
+        self.T_LATENCY = self.t_latency(W, self.Loss)
         super().__init__(members)
 
     @staticmethod
-    def t_latency(W):
+    def t_latency(W, Loss=SquaredLoss):
         """Cycles from taking a sample's last dot word to its error E entering the scalar
         stage (decision, the W lanes, L1..L7, the loss); `SerialScalar` then takes a variable
         time."""
-        return W + 8 + SquaredLoss.LATENCY
+        return W + 8 + Loss.LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -96,7 +97,7 @@ class SerialEngine(wiring.Component):
         lb = (W - 1).bit_length()
         SW, AW, UW = sum_width(W), acc_width(self.D_MAX), u_width(B_MAX)
 
-        m.submodules.loss = loss = SquaredLoss(AW)
+        m.submodules.loss = loss = self.Loss(AW)
         m.submodules.scalar = scal = SerialScalar()
 
         # ------------------------------------------------------------ static run-time values

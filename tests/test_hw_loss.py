@@ -44,3 +44,25 @@ def test_squared_loss_matches_golden():
     np.testing.assert_array_equal(got[:, 0], valid)
     np.testing.assert_array_equal(got[valid, 1], E[valid])
     np.testing.assert_array_equal(got[valid, 2], ovf[valid])
+
+
+def test_loss_stages_are_plug_ins_of_both_engines():
+    """The engines take their loss stage by name from LOSSES, its latency enters T_LATENCY, an
+    unknown name is one error, and every stage has the one signature."""
+    from zipml.hw.engine import Engine
+    from zipml.hw.loss import LOSSES, loss_signature
+    from zipml.hw.serial_engine import SerialEngine
+    from zipml.reference import golden
+    for name, cls in LOSSES.items():
+        stage = cls(40)
+        stage._MustUse__silence = True            # built to be looked at, not elaborated
+        assert set(stage.signature.members.keys()) == set(loss_signature(40).keys())
+        assert callable(getattr(golden, cls.GOLDEN))
+        e = Engine(W=8, D_MAX=64, B_MAX=2, BUF_DEPTH=64, loss=name)
+        s = SerialEngine(W=8, D_MAX=64, B_MAX=2, BUF_DEPTH=64, loss=name)
+        assert e.Loss is cls and s.Loss is cls
+        assert e.T_LATENCY == Engine.t_latency(8, cls)
+        for obj in (e, s):
+            obj._MustUse__silence = True      # built to be looked at, not elaborated
+    with pytest.raises(ValueError, match="loss must be one of squared"):
+        Engine(W=8, D_MAX=64, B_MAX=2, BUF_DEPTH=64, loss="hinge")
