@@ -800,6 +800,10 @@ def _check_args(args):
     for b in args.board:
         if b not in BOARDS:
             raise ValueError(f"--board: unknown {b!r} (choose from {', '.join(sorted(BOARDS))})")
+    from . import datasets
+    for spec in args.data:              # bad names and missing files before any run
+        if not os.path.exists(spec) and spec not in datasets.BUNDLED:
+            datasets.load(spec)         # raises the loader's one-line error
     if os.path.isdir(args.json):
         raise ValueError(f"--json {args.json} is a directory")
     if os.path.exists(args.plots) and not os.path.isdir(args.plots):
