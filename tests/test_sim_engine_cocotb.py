@@ -81,7 +81,7 @@ def run_cocotb(config: EngineConfig, cases, tag: str):
 
 
 #: the architectures that implement the floor grid (grid = 1) so far
-FLOOR_ARCHS = ("parallel",)
+FLOOR_ARCHS = ("parallel", "serial")
 
 
 def _default_cases(config):
