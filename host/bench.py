@@ -34,6 +34,7 @@ Command lines::
     zipml bench pnr --json results/bench_engine.json [REPORT ...]   # merge P&R reports later
     zipml bench host [--json PATH] [--n 2000] [--d 784] [--W 32] [--repeat 5]
     zipml bench seeds DATA ... --json PATH      # final loss / optimum over seeds (bench_seeds)
+    zipml bench store [DATA] ... --json PATH    # clocks per epoch, bits per value: store vs stream
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from ..reference.golden import ARCHS, EngineConfig
 from ..reference.quantize import QUANTIZERS
 from ..sim import engine_rtl
 from .files import write_json
-from . import bench_seeds
+from . import bench_seeds, bench_store
 
 __all__ = ["CONFIGS", "QUANTIZERS", "engine_rows", "bench_engine", "bench_host", "main"]
 
@@ -389,6 +390,7 @@ def main(argv=None) -> int:
                    help="zipml build --json reports "
                         "(default results/build_*.json and results/pnr_*.json)")
     bench_seeds.add_parser(sub)
+    bench_store.add_parser(sub)
     h = sub.add_parser("host", help="quantize+pack rate and link payload share")
     h.add_argument("--json", metavar="PATH")
     h.add_argument("--n", type=int, default=2000)
@@ -423,6 +425,8 @@ def main(argv=None) -> int:
                 pathlib.Path(args.md).write_text(engine_markdown(rep))
         elif args.what == "seeds":
             rep = bench_seeds.run(args)
+        elif args.what == "store":
+            rep = bench_store.run(args)
         elif args.what == "pnr":
             path = pathlib.Path(args.json)
             rep = json.loads(path.read_text())
