@@ -63,6 +63,9 @@ class BoardBuild:
         Its UART rate; ``clk_hz / baud`` is an exact integer divisor.
     store_depth : int
         Sample store words of W bits.
+    system : tuple of (str, value)
+        The board system's own options (`zipml.hw.boards.BoardSpec.system`: the UP5K's
+        trims), as `zipml.hw.soc.System` keywords.
     """
 
     board: str | None
@@ -71,11 +74,17 @@ class BoardBuild:
     clk_hz: int
     baud: int
     store_depth: int
+    system: tuple = ()
 
     @property
     def caps(self) -> dict:
         """The build's options as the board reports them (`zipml.hw.protocol.decode_caps`)."""
-        return {"L2": self.L2, "ARCH": self.config.ARCH}
+        system = dict(self.system)
+        return {"L2": self.L2, "ARCH": self.config.ARCH,
+                "COUNTER_BITS": system.get("COUNTER_BITS") or P.COUNTER_BITS_FULL,
+                "STALL": bool(system.get("STALL", True)),
+                "LINK_BITS": system.get("LINK_BITS") or P.LINK_BITS_FULL,
+                "READBACK": bool(system.get("READBACK", True))}
 
 
 def board_build(board: str | None = None, config: EngineConfig | None = None) -> BoardBuild:
@@ -109,7 +118,7 @@ def board_build(board: str | None = None, config: EngineConfig | None = None) ->
     config = EngineConfig(**engine)
     clk_hz = round(fit_frequency(board, spec.target_mhz, spec.baud) * 1e6)
     return BoardBuild(board=spec.name, config=config, L2=L2, clk_hz=clk_hz, baud=spec.baud,
-                      store_depth=spec.store_depth)
+                      store_depth=spec.store_depth, system=tuple(sorted(spec.system.items())))
 
 
 # What a job needing a build option asks for, to say in the refusal.

@@ -54,7 +54,13 @@ class Device:
     params : dict
         The board's build read at open: ``W``, ``D_MAX``, ``B_MAX``, ``BUF_DEPTH``,
         ``STORE_DEPTH``, ``max_payload``, ``clk_hz``, ``divisor`` (the ``param_*`` registers)
-        and, from register ``caps``, ``L2`` (bool) and ``ARCH`` (``parallel`` or ``serial``).
+        and, from register ``caps``, ``L2`` (bool), ``ARCH`` (``parallel`` or ``serial``),
+        ``COUNTER_BITS`` (the engine counters wrap modulo ``2**COUNTER_BITS``: 48, or 32 on
+        the iCEBreaker), ``STALL`` (whether ``stall_cycles`` is counted), ``LINK_BITS`` (the
+        link health counters wrap modulo ``2**LINK_BITS``: 16, or 8 on the iCEBreaker) and
+        ``READBACK`` (whether the configuration registers read back; not on the iCEBreaker).
+    written : dict
+        The last value this host wrote to each register (`write_reg`).
     stats : LinkStats
 
     Raises
@@ -72,6 +78,7 @@ class Device:
         self._seq = 0
         self._parser = P.FrameParser()
         self._pending = []
+        self.written = {}
         self.ping()
         ident = self.read_reg("id")
         if ident != P.ID_MAGIC:
@@ -167,14 +174,24 @@ class Device:
                              f"{', '.join(P.REGISTER_BY_NAME)}") from None
 
     def read_reg(self, name):
+        """Register ``name``'s value. A build without readback (``params["READBACK"]``
+        False, register ``caps``) reads its configuration registers
+        (`zipml.hw.protocol.CONFIG_REGISTERS`) as 0: reading one there is refused
+        (``written`` holds what this host wrote)."""
         r = self._reg(name)
+        if r.name in P.CONFIG_REGISTERS and not getattr(self, "params", {}).get("READBACK", True):
+            raise ValueError(f"register {r.name!r} is not read back by this build (register "
+                             f"caps): what this host wrote is Device.written[{r.name!r}]")
         return int.from_bytes(self.transact(C.READ_REG, bytes([r.addr])), "little")
 
     def write_reg(self, name, value):
+        """Write register ``name`` (checked against its width and the build's options);
+        ``written[name]`` keeps the value."""
         r = self._reg(name)
         value = int(value)
         self._check_write(r, value)
         self.transact(C.WRITE_REG, bytes([r.addr]) + value.to_bytes(4, "little"))
+        self.written[r.name] = value
 
     def _check_write(self, r, value):
         """Writable, fits, and not ignored by this build (`zipml.host.backend_engine
@@ -237,16 +254,45 @@ class Device:
                 "replay": bool(s & P.STATUS_REPLAY)}
 
     def read_counter(self, name):
-        """Engine counter ``name`` (``cycles``, ``samples``, ``words``, ``stall_cycles``).
+        """Engine counter ``name`` (``cycles``, ``samples``, ``words``, ``stall_cycles``),
+        modulo ``2**params["COUNTER_BITS"]``; None for ``stall_cycles`` on a build that does
+        not count it (``params["STALL"]``).
 
         The low word first: its read latches the high word on the board, so the value is the
-        counter at one clock even while the engine runs."""
+        counter at one clock even while the engine runs. A build with counters of at most 32
+        bits has no high word (it reads 0): only the low word is read."""
+        if name == "stall_cycles" and not self.params.get("STALL", True):
+            return None
         lo, hi = P.COUNTERS[name]
         low = self.read_reg(lo.name)
+        if self.params.get("COUNTER_BITS", P.COUNTER_BITS_FULL) <= 32:
+            return low
         return low | self.read_reg(hi.name) << 32
 
+    def now(self):
+        """Seconds on a clock that runs with the board: the simulation's clocks (a transport
+        with ``cycles`` and ``clk_freq``), else the host's monotonic clock."""
+        cycles = getattr(self.transport, "cycles", None)
+        clk = getattr(self.transport, "clk_freq", None)
+        if cycles is not None and clk:
+            return cycles / clk
+        import time
+        return time.monotonic()
+
+    def unwrap(self, value, seconds):
+        """A counter of clocks read modulo ``2**COUNTER_BITS``, made whole: the value
+        congruent to it nearest to ``seconds`` (the host's measure of the same time, good to
+        far better than the wrap: 2**32 clocks are 89 s at 48 MHz)."""
+        bits = self.params.get("COUNTER_BITS", P.COUNTER_BITS_FULL)
+        if value is None or bits >= P.COUNTER_BITS_FULL:
+            return value
+        span = 1 << bits
+        estimate = seconds * self.params["clk_hz"]
+        return value + span * max(0, round((estimate - value) / span))
+
     def counters(self):
-        """Engine counters and link health, as plain ints."""
+        """Engine counters (modulo ``2**COUNTER_BITS``; ``stall_cycles`` None when the build
+        does not count it) and link health, as plain ints."""
         out = {name: self.read_counter(name) for name in P.COUNTERS}
         out["overflow"] = self.status()["overflow"]
         for name in ("rx_ok", "rx_bad", "rx_overrun", "rx_uart_err", "replay_done"):
@@ -300,7 +346,9 @@ class Device:
         if not 0 <= epochs < 1 << 16:
             raise ValueError(f"epochs must be 0..65535 per replay, got {epochs}")
         if poll is None:
-            poll = max(1e-4, self.read_reg("store_len") / self.params["clk_hz"] / 8)
+            store_len = (self.read_reg("store_len") if self.params.get("READBACK", True)
+                         else self.written.get("store_len", 0))
+            poll = max(1e-4, store_len / self.params["clk_hz"] / 8)
         self.transact(C.REPLAY, int(epochs).to_bytes(2, "little"))
         seen = 0
         while True:
@@ -457,6 +505,7 @@ class DeviceRunner:
         elif replay:
             self._write("store_p", 0)
             self._upload(np.asarray(words, dtype=np.uint64))
+        start = dev.now()
         if replay:
             dev.set_ctrl(enable=True, clear=True)
             replay_cycles = dev.replay(1)
@@ -469,9 +518,11 @@ class DeviceRunner:
             dev.wait_idle()
         c = dev.counters()
         self._model = dev.read_model(regs.d)
-        # Streaming: the engine's enabled cycles (link bound). Replay: the board's clocks from
-        # REPLAY to idle (memory speed), not the host's polling latency after it.
-        cycles = replay_cycles if replay else c["cycles"]
+        # Streaming: the engine's enabled cycles (link bound; a build with 32-bit counters
+        # wraps them, so they are unwrapped with the host's own time of the epoch). Replay:
+        # the board's clocks from REPLAY to idle (memory speed), not the host's polling
+        # latency after it.
+        cycles = replay_cycles if replay else dev.unwrap(c["cycles"], dev.now() - start)
         return EngineResult(model_words=self._model.copy(), samples=c["samples"],
                             words=c["words"], overflow=c["overflow"], cycles=cycles,
                             stall_cycles=c["stall_cycles"])
@@ -510,7 +561,7 @@ def sim_transport_for(config=None, *, board=None, **kwargs):
     build = board_build(board, config)
     c = build.config
     params = dict(clk_freq=build.clk_hz, baud=build.baud, STORE_DEPTH=build.store_depth,
-                  L2=build.L2)
+                  L2=build.L2, **dict(build.system))
     params.update(kwargs)
     return SimTransport(W=c.W, D_MAX=c.D_MAX, B_MAX=c.B_MAX, BUF_DEPTH=c.BUF_DEPTH, ARCH=c.ARCH,
                         **params)

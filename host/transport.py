@@ -109,12 +109,15 @@ class SerialTransport(Transport):
             self._port = None
 
 
-def _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, divisor, ARCH, L2):
+def _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, divisor, ARCH, L2, COUNTER_BITS=None,
+                STALL=True, LINK_BITS=None, READBACK=True):
     """Verilog top name of a `System` build: every parameter in it."""
     arch = "" if ARCH == "parallel" else f"_{ARCH}"
     l2 = "" if L2 else "_nol2"
-    return (f"zipml_system{arch}{l2}_w{W}_d{D_MAX}_b{B_MAX}_buf{BUF_DEPTH}_st{STORE_DEPTH}"
-            f"_div{divisor}")
+    trims = ((f"_c{COUNTER_BITS}" if COUNTER_BITS else "") + ("" if STALL else "_nostall")
+             + (f"_l{LINK_BITS}" if LINK_BITS else "") + ("" if READBACK else "_norb"))
+    return (f"zipml_system{arch}{l2}{trims}_w{W}_d{D_MAX}_b{B_MAX}_buf{BUF_DEPTH}"
+            f"_st{STORE_DEPTH}_div{divisor}")
 
 
 class SimTransport(Transport):
@@ -125,9 +128,12 @@ class SimTransport(Transport):
     clk_freq, baud : int
         System clock and UART rate (default 12 MHz and 3 Mbaud, 4 clocks per bit, the fewest
         the UART takes).
-    W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, ARCH, L2
+    W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, ARCH, L2, COUNTER_BITS, STALL, LINK_BITS, READBACK
         `System` parameters (``L2=False``: the engine without the L2 shrink, as the
-        iCEBreaker's; register ``caps`` says so and the host refuses L2 jobs). Its Verilog
+        iCEBreaker's; register ``caps`` says so and the host refuses L2 jobs; the
+        iCEBreaker's trims ``COUNTER_BITS=32, STALL=False, LINK_BITS=8, READBACK=False``:
+        32-bit engine counters, no stall counter, 8-bit link counters, configuration
+        registers not read back, also in ``caps``). Its Verilog
         is cached per parameter set and source code (`zipml.sim.verilator.to_verilog_cached`),
         the Verilator build per Verilog text.
     system : System, optional
@@ -147,8 +153,9 @@ class SimTransport(Transport):
     """
 
     def __init__(self, clk_freq=12_000_000, baud=3_000_000, W=8, D_MAX=256, B_MAX=8,
-                 BUF_DEPTH=512, STORE_DEPTH=4096, ARCH="parallel", L2=True, system=None,
-                 gap_prob=0.0, seed=0):
+                 BUF_DEPTH=512, STORE_DEPTH=4096, ARCH="parallel", L2=True, COUNTER_BITS=None,
+                 STALL=True, LINK_BITS=None, READBACK=True, system=None, gap_prob=0.0,
+                 seed=0):
         import pathlib
         import random
         from zipml.hw.soc import System, divisor_for
@@ -156,9 +163,14 @@ class SimTransport(Transport):
         if system is None:
             params = dict(clk_freq=clk_freq, baud=baud, W=W, D_MAX=D_MAX, B_MAX=B_MAX,
                           BUF_DEPTH=BUF_DEPTH, STORE_DEPTH=STORE_DEPTH, ARCH=ARCH, L2=bool(L2))
+            trims = dict(COUNTER_BITS=COUNTER_BITS, STALL=bool(STALL), LINK_BITS=LINK_BITS,
+                         READBACK=bool(READBACK))
+            # only the trims asked for: the defaults keep the cache keys
+            defaults = dict(COUNTER_BITS=None, STALL=True, LINK_BITS=None, READBACK=True)
+            params.update({k: v for k, v in trims.items() if v != defaults[k]})
             self.clk_freq, self.divisor = int(clk_freq), divisor_for(clk_freq, baud)
             top = _system_top(W, D_MAX, B_MAX, BUF_DEPTH, STORE_DEPTH, self.divisor, ARCH,
-                              bool(L2))
+                              bool(L2), **trims)
             # `System` elaborates code of zipml.hw only (which may call into zipml.reference).
             # Parameters that fail never reach the cache: `System` checks them on the miss.
             package = pathlib.Path(__file__).resolve().parent.parent
@@ -168,7 +180,9 @@ class SimTransport(Transport):
             self.clk_freq, self.divisor = system.clk_freq, system.divisor
             top = _system_top(system.W, system.D_MAX, system.B_MAX, system.BUF_DEPTH,
                               system.STORE_DEPTH, system.divisor, system.ARCH,
-                              getattr(system, "L2", True))
+                              getattr(system, "L2", True), getattr(system, "COUNTER_BITS", None),
+                              getattr(system, "STALL", True), getattr(system, "LINK_BITS", None),
+                              getattr(system, "READBACK", True))
             # a System made elsewhere may be a subclass whose code the cache cannot hash
             verilog = to_verilog(system, top)
         self.baud = self.clk_freq / self.divisor

@@ -119,6 +119,9 @@ class BoardSpec:
         system's own, in block RAM (`zipml.hw.soc.SampleStore`).
     resources : tuple of str
         Attributes of the platform holding resources to add (connectors that ship attached).
+    system : dict
+        Options of the board system `zipml.hw.soc.System` beyond the engine's (trims for a
+        small FPGA, e.g. ``COUNTER_BITS``, ``STALL``); ``caps`` announces them to the host.
     """
     name: str
     family: str
@@ -134,6 +137,7 @@ class BoardSpec:
     install_hint: str
     store: Callable | None = None
     resources: tuple = ()
+    system: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         family(self.family)  # an unknown family fails here, naming the known ones
@@ -359,6 +363,7 @@ BOARDS = {
                 "L2": False}, leds=7,
         # The store in the four SPRAMs (128 KiB), so the block RAMs stay free for the engine.
         baud=3_000_000, store_depth=131072, store=SpramStore,
+        system={"COUNTER_BITS": 32, "STALL": False, "LINK_BITS": 8, "READBACK": False},
         flash=(ICEPROG, openfpgaloader("icebreaker")),
         # Debian/Ubuntu package names; both tools are also in most distributions and Homebrew.
         install_hint="install iceprog (`apt install fpga-icestorm`) or openFPGALoader "
@@ -466,7 +471,7 @@ class SystemBoardTop(Elaboratable):
         else:
             BoardSystem = System
         return BoardSystem(clk_freq=round(self.clocking.frequency), baud=self.baud,
-                           STORE_DEPTH=self.store_depth, **self.engine_params)
+                           STORE_DEPTH=self.store_depth, **self.engine_params, **self.spec.system)
 
     def elaborate(self, platform):
         m = Module()

@@ -35,8 +35,10 @@ __all__ = [
     "FLAG", "ESC", "ESC_XOR", "HEADER_BYTES", "CRC_BYTES", "MAX_PAYLOAD", "VERSION", "ID_MAGIC",
     "ACK", "Command", "Status", "Access", "Register", "REGISTERS", "REGISTER_BY_NAME",
     "REGISTER_BY_ADDR", "ENGINE_REGISTERS", "CTRL_ENABLE", "CTRL_CLEAR", "CTRL_STOP",
-    "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_REPLAY", "CAPS_L2", "CAPS_ARCH_SHIFT",
-    "CAPS_ARCH_BITS", "ARCH_NAMES", "caps_value", "decode_caps", "COUNTERS",
+    "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_REPLAY", "CAPS_L2", "CAPS_NO_STALL", "CAPS_NO_READBACK",
+    "CAPS_ARCH_SHIFT", "CAPS_ARCH_BITS", "CAPS_COUNTER_SHIFT", "CAPS_COUNTER_FIELD",
+    "CAPS_COUNTER_MAX", "CAPS_LINK_SHIFT", "CAPS_LINK_FIELD", "COUNTER_BITS_FULL",
+    "LINK_BITS_FULL", "LINK_COUNTERS", "CONFIG_REGISTERS", "ARCH_NAMES", "caps_value", "decode_caps", "COUNTERS",
     "crc16", "stuff", "unstuff", "encode_frame", "Frame", "FrameError", "FrameParser",
     "EFFECT_COMMANDS",
 ]
@@ -154,23 +156,55 @@ STATUS_REPLAY = 1 << 2        # sample store replay running
 
 # CAPS: what this build can do beyond the numbers of the param_* registers.
 CAPS_L2 = 1 << 0              # the engine has the L2 shrink (else `l2_shift` is ignored)
+CAPS_NO_STALL = 1 << 1        # stall_cycles is not counted: stall_lo/stall_hi read 0
+CAPS_NO_READBACK = 1 << 2     # the configuration registers (RW but ctrl) read 0, not their value
 CAPS_ARCH_SHIFT = 8           # engine architecture code, bits 8..11
 CAPS_ARCH_BITS = 4
+CAPS_COUNTER_SHIFT = 16       # engine counter width, bits 16..21; 0 = COUNTER_BITS_FULL
+CAPS_COUNTER_FIELD = 6
+CAPS_COUNTER_MAX = (1 << CAPS_COUNTER_FIELD) - 1
+CAPS_LINK_SHIFT = 24          # link health counter width, bits 24..28; 0 = LINK_BITS_FULL
+CAPS_LINK_FIELD = 5
+#: the engine counters' full width (`zipml.hw.engine.COUNTER_BITS`): a build that reads them
+#: whole says 0 in the caps field (as every build before the field did)
+COUNTER_BITS_FULL = 48
+#: the link health counters' width in the register map (`LINK_COUNTERS`); a build may count
+#: fewer bits (caps)
+LINK_BITS_FULL = 16
 #: engine architecture code -> name: the code is the index in `zipml.reference.golden.ARCHS`
 #: (the one list); the engine class states its code as ``ARCH_CODE`` (default 0)
 ARCH_NAMES = ARCHS
 
 
-def caps_value(L2, arch_code):
-    """The ``caps`` register of a build with (``L2``, architecture code ``arch_code``)."""
+def caps_value(L2, arch_code, counter_bits=COUNTER_BITS_FULL, stall=True,
+               link_bits=LINK_BITS_FULL, readback=True):
+    """The ``caps`` register of a build with (``L2``, architecture code ``arch_code``), its
+    engine counters ``counter_bits`` wide (they count modulo ``2**counter_bits``),
+    ``stall_cycles`` counted or not, link health counters ``link_bits`` wide, and the
+    configuration registers read back or not. A full build (48-bit engine counters, stall
+    counted, 16-bit link counters, read back) has 0 in these fields, so its value is the one
+    of the builds before them."""
     if not 0 <= arch_code < 1 << CAPS_ARCH_BITS:
         raise ValueError(f"architecture code must be 0..{(1 << CAPS_ARCH_BITS) - 1}, "
                          f"got {arch_code!r}")
-    return (CAPS_L2 if L2 else 0) | arch_code << CAPS_ARCH_SHIFT
+    if not 1 <= counter_bits <= CAPS_COUNTER_MAX:
+        raise ValueError(f"counter width must be 1..{CAPS_COUNTER_MAX}, got {counter_bits!r}")
+    if not 1 <= link_bits <= LINK_BITS_FULL:
+        raise ValueError(f"link counter width must be 1..{LINK_BITS_FULL}, got {link_bits!r}")
+    width = 0 if counter_bits == COUNTER_BITS_FULL else counter_bits
+    link = 0 if link_bits == LINK_BITS_FULL else link_bits
+    return ((CAPS_L2 if L2 else 0) | (0 if stall else CAPS_NO_STALL)
+            | (0 if readback else CAPS_NO_READBACK) | arch_code << CAPS_ARCH_SHIFT | width << CAPS_COUNTER_SHIFT
+            | link << CAPS_LINK_SHIFT)
 
 
 def decode_caps(value):
-    """``{"L2": bool, "ARCH": name}`` from a ``caps`` register value.
+    """``{"L2": bool, "ARCH": name, "COUNTER_BITS": int, "STALL": bool, "LINK_BITS": int,
+    "READBACK": bool}`` from a ``caps`` register value: ``COUNTER_BITS`` is the engine
+    counters' width (they wrap modulo ``2**COUNTER_BITS``; up to 32 their ``*_hi`` registers
+    read 0), ``STALL`` whether ``stall_cycles`` is counted, ``LINK_BITS`` the link health
+    counters' width (they wrap modulo ``2**LINK_BITS``), ``READBACK`` whether the
+    configuration registers (`CONFIG_REGISTERS`) read back their value (else 0).
 
     Raises
     ------
@@ -182,7 +216,11 @@ def decode_caps(value):
         raise ValueError(f"the board's engine architecture code {code} is unknown to this host "
                          f"(known: {', '.join(f'{i} {n}' for i, n in enumerate(ARCH_NAMES))}); "
                          f"update zipml")
-    return {"L2": bool(value & CAPS_L2), "ARCH": ARCH_NAMES[code]}
+    width = value >> CAPS_COUNTER_SHIFT & CAPS_COUNTER_MAX
+    link = value >> CAPS_LINK_SHIFT & ((1 << CAPS_LINK_FIELD) - 1)
+    return {"L2": bool(value & CAPS_L2), "ARCH": ARCH_NAMES[code],
+            "COUNTER_BITS": width or COUNTER_BITS_FULL, "STALL": not value & CAPS_NO_STALL,
+            "LINK_BITS": link or LINK_BITS_FULL, "READBACK": not value & CAPS_NO_READBACK}
 
 
 def _counter(name, addr, engine, doc):
@@ -204,7 +242,10 @@ REGISTERS = (
     Register("param_clk_hz", 0x06, 32, _RO, "system clock frequency in Hz"),
     Register("param_divisor", 0x07, 32, _RO, "UART clocks per bit"),
     Register("param_buf_depth", 0x0A, 32, _RO, "BUF_DEPTH, engine code buffer words"),
-    Register("caps", 0x0B, 32, _RO, "bit 0 L2 shrink built; bits 8..11 engine architecture code"),
+    Register("caps", 0x0B, 32, _RO, "bit 0 L2 shrink built; bit 1 stall_cycles not counted; "
+             "bit 2 configuration registers not read back; "
+             "bits 8..11 engine architecture code; bits 16..21 engine counter width (0: 48); "
+             "bits 24..28 link counter width (0: 16)"),
     Register("ctrl", 0x08, 3, _RW, "bit 0 enable, bit 1 clear (strobe), bit 2 stop replay (strobe)"),
     Register("status", 0x09, 3, _RO, "bit 0 engine idle, 1 overflow, 2 replay running"),
     # Engine run-time registers, docs/engine.md.
@@ -243,9 +284,11 @@ REGISTERS = (
              "generators' state at once; the seed is whole with seed_hi)"),
     Register("seed_hi", 0x37, 32, _WO,
              "the seed's high half: writing it loads generator k with {seed_hi, seed_lo} XOR "
-             "k * 0x9E3779B97F4A7C15; the state then persists across replays and clears"),
+             "k * 0x9E3779B97F4A7C15 cut to its state (W <= 16: one xorshift32, the low half "
+             "alone); the state then persists across replays and clears"),
     # Link health: 16-bit counters that wrap (they say whether, and how often, something went
-    # wrong between two reads: take differences mod 2**16), a few cells each on the UP5K.
+    # wrong between two reads: take differences mod 2**16; a build may count fewer bits, caps
+    # says how many: the iCEBreaker's 8), a few cells each on the UP5K.
     Register("rx_ok", 0x38, 16, _RO, "good frames received, mod 2**16"),
     Register("rx_bad", 0x39, 16, _RO, "frames dropped for CRC, length or overrun, mod 2**16"),
     Register("rx_overrun", 0x3A, 16, _RO, "bytes lost because the frame buffer was busy, mod 2**16"),
@@ -253,6 +296,10 @@ REGISTERS = (
 )
 
 REGISTER_BY_NAME = {r.name: r for r in REGISTERS}
+#: the link health counters (`LINK_BITS_FULL` wide in the map; caps says a build's width)
+LINK_COUNTERS = ("rx_ok", "rx_bad", "rx_overrun", "rx_uart_err")
+#: the configuration registers: read-write, held; a build without readback (caps) reads them 0
+CONFIG_REGISTERS = tuple(r.name for r in REGISTERS if r.access is Access.RW and r.name != "ctrl")
 #: engine counter -> (low register, high register); reading the low one latches the high one
 COUNTERS = {r.engine: (r, next(h for h in REGISTERS if h.engine == r.engine and h.part == 1))
             for r in REGISTERS if r.engine is not None and r.access is Access.RO and r.part == 0}
@@ -261,6 +308,7 @@ ENGINE_REGISTERS = tuple(r for r in REGISTERS if r.engine is not None and r.acce
 
 assert len(REGISTER_BY_ADDR) == len(REGISTERS), "register addresses must be unique"
 assert all(0 <= r.addr < 256 for r in REGISTERS), "register addresses are one byte"
+assert all(REGISTER_BY_NAME[n].width == LINK_BITS_FULL for n in LINK_COUNTERS)
 
 
 def crc16(data, crc=0xFFFF):

@@ -10,7 +10,7 @@ command semantics, the replay contract and how this gateware is pipelined.
 import functools
 import operator
 
-from amaranth.hdl import Module, Signal, Const, Mux, Cat, Array, signed
+from amaranth.hdl import Module, Signal, Const, Mux, Cat, Array
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -114,6 +114,24 @@ class System(wiring.Component):
     L2 : bool
         Build the engine's L2 shrink; without it the ``caps`` register says so and the host
         refuses L2 jobs.
+    COUNTER_BITS : int or None
+        Bits of the engine counters the register map reads (``cycles``, ``samples``,
+        ``words``, ``stall_cycles``: they count modulo ``2**COUNTER_BITS``); None: the engine's
+        own width (48). Up to 32 there is no high word (the ``*_hi`` registers read 0) and no
+        latch for it, and synthesis drops the engine's unread counter bits: a trim for the
+        UP5K (docs/boards.md). ``caps`` announces it.
+    STALL : bool
+        Read the engine's ``stall_cycles``; False: ``stall_lo``/``stall_hi`` read 0, synthesis
+        drops the counter, and ``caps`` says it is absent.
+    LINK_BITS : int or None
+        Width of the link health counters (``rx_ok``, ``rx_bad``, ``rx_overrun``,
+        ``rx_uart_err``: they wrap modulo ``2**LINK_BITS``); None: the register map's 16.
+        ``caps`` announces it.
+    READBACK : bool
+        The configuration registers (read-write, except ``ctrl``) read back what was
+        written; False: they read 0 (the host keeps what it wrote; ``caps`` says so), which
+        takes them out of the read multiplexer, and ``store_wptr``/``store_len`` keep only the
+        store's address bits and whether a higher bit was written (all the system uses).
 
     Ports
     -----
@@ -131,7 +149,8 @@ class System(wiring.Component):
     """
 
     def __init__(self, clk_freq, baud, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, STORE_DEPTH=1024,
-                 max_payload=P.MAX_PAYLOAD, ARCH="parallel", L2=True):
+                 max_payload=P.MAX_PAYLOAD, ARCH="parallel", L2=True, COUNTER_BITS=None,
+                 STALL=True, LINK_BITS=None, READBACK=True):
         if W not in (8, 16, 32, 64):
             raise ValueError(f"W must be 8, 16, 32 or 64, got {W!r}")
         if STORE_DEPTH < 1:
@@ -141,6 +160,14 @@ class System(wiring.Component):
         self.divisor = divisor_for(clk_freq, baud)
         self.W, self.D_MAX, self.B_MAX = W, D_MAX, B_MAX
         self.ARCH, self.L2 = ARCH, bool(L2)
+        if COUNTER_BITS is not None and not 16 <= COUNTER_BITS <= P.CAPS_COUNTER_MAX:
+            raise ValueError(f"COUNTER_BITS must be 16..{P.CAPS_COUNTER_MAX} or None, got "
+                             f"{COUNTER_BITS!r}")
+        self.COUNTER_BITS, self.STALL = COUNTER_BITS, bool(STALL)
+        if LINK_BITS is not None and not 1 <= LINK_BITS <= P.LINK_BITS_FULL:
+            raise ValueError(f"LINK_BITS must be 1..{P.LINK_BITS_FULL} or None, got "
+                             f"{LINK_BITS!r}")
+        self.LINK_BITS, self.READBACK = LINK_BITS, bool(READBACK)
         engine_class(ARCH)      # an unknown architecture fails here, not at elaboration
         self.BUF_DEPTH, self.STORE_DEPTH = BUF_DEPTH, STORE_DEPTH
         self.max_payload = max_payload
@@ -176,10 +203,16 @@ class System(wiring.Component):
         wiring.connect(m, ftx.o_stream, utx.i_stream)
 
         # ---------------------------------------------------------------- register file
+        sbits = self.STORE_DEPTH.bit_length()
+        # Without READBACK, store_wptr and store_len hold the store's address bits and, above
+        # them, one bit that says a higher bit was written (an address past the store either
+        # way: the compares below treat the two alike).
+        narrow = set() if self.READBACK else {"store_wptr", "store_len"}
         regs = {}
         for r in P.REGISTERS:
             if r.access is P.Access.RW and r.name != "ctrl":
-                regs[r.name] = Signal(r.width, name=f"reg_{r.name}")
+                width = sbits + 1 if r.name in narrow and sbits < r.width else r.width
+                regs[r.name] = Signal(width, name=f"reg_{r.name}")
         enable = Signal()
         # ctrl's strobes are registered pulses (the engine's clear fans out to most of it).
         clear_strobe = Signal()
@@ -198,15 +231,13 @@ class System(wiring.Component):
                      sfeed.store_round.eq(regs["store_round"]), sfeed.seed_load.eq(seed_load)]
         store_wptr = regs["store_wptr"]
         store_len = regs["store_len"]
-        sbits = self.STORE_DEPTH.bit_length()
 
-        def map_register(name):
-            """A register of the system itself, as wide as the register map says: the link
-            counters wrap at their width."""
-            return Signal(P.REGISTER_BY_NAME[name].width, name=name)
+        def map_register(name, width=None):
+            """A register of the system itself, as wide as the register map says (or
+            ``width``): the link counters wrap at their width."""
+            return Signal(width or P.REGISTER_BY_NAME[name].width, name=name)
 
-        link = {name: map_register(name)
-                for name in ("rx_ok", "rx_bad", "rx_overrun", "rx_uart_err")}
+        link = {name: map_register(name, self.LINK_BITS) for name in P.LINK_COUNTERS}
         with m.If(urx.overrun):
             m.d.sync += link["rx_overrun"].eq(link["rx_overrun"] + 1)
         with m.If(urx.error):
@@ -246,9 +277,9 @@ class System(wiring.Component):
         replay_more = Signal()      # replay_left != 0
         last_epoch = Signal()       # replay_left == 1
         at_last = Signal()          # rptr is the epoch's last word: rptr + 1 == store_len
-        # store_len - 2 - rptr while rptr is not the last word: the sign of its decrement says
-        # that the next word is (a carry chain, not a compare of rptr with store_len).
-        rest = Signal(signed(sbits + 1))
+        # store_len - 2, loaded at each epoch's start: rptr equal to it (a compare of two
+        # registers) says that the next word is the last.
+        len_m2 = Signal(sbits)
         replay_done = map_register("replay_done")
         replay_cycles = map_register("replay_cycles")
         replay_timing = Signal()    # REPLAY started, store or engine not yet done
@@ -282,8 +313,12 @@ class System(wiring.Component):
 
         # Counter high words, latched when the low word is read (in BOUND below, the clock the
         # low word is taken), so the two halves of a running counter come from the same clock.
-        counter_hi = {name: Signal(min(32, len(getattr(eng, name)) - 32), name=f"{name}_hi_latch")
-                      for name in P.COUNTERS if len(getattr(eng, name)) > 32}
+        # The counters as the map reads them: COUNTER_BITS low bits (the engine's unread high
+        # bits are swept by synthesis), stall_cycles only with STALL.
+        cbits_read = {name: min(len(getattr(eng, name)), self.COUNTER_BITS or 1 << 16)
+                      for name in P.COUNTERS if self.STALL or name != "stall_cycles"}
+        counter_hi = {name: Signal(min(32, n - 32), name=f"{name}_hi_latch")
+                      for name, n in cbits_read.items() if n > 32}
 
         params = {"param_w": W, "param_d_max": self.D_MAX, "param_b_max": self.B_MAX,
                   "param_buf_depth": self.BUF_DEPTH, "param_store_depth": self.STORE_DEPTH,
@@ -297,8 +332,11 @@ class System(wiring.Component):
             if r.name in params:
                 return Const(params[r.name], 32)
             if r.name == "caps":
-                return Const(P.caps_value(getattr(eng, "L2", True), getattr(eng, "ARCH_CODE", 0)),
-                             32)
+                return Const(P.caps_value(getattr(eng, "L2", True), getattr(eng, "ARCH_CODE", 0),
+                                          counter_bits=max(cbits_read.values()),
+                                          stall="stall_cycles" in cbits_read,
+                                          link_bits=self.LINK_BITS or P.LINK_BITS_FULL,
+                                          readback=self.READBACK), 32)
             if r.name == "ctrl":
                 return enable
             if r.name == "status":
@@ -309,12 +347,16 @@ class System(wiring.Component):
                 return replay_cycles
             if r.name in link:
                 return link[r.name]
+            if r.access is P.Access.RW and not self.READBACK:
+                return Const(0, 32)                              # not read back
             if r.access is P.Access.WO:
                 return Const(0, 32)
             if r.engine in P.COUNTERS and r.part == 1:
                 return counter_hi.get(r.engine, Const(0, 32))    # no high word: reads 0
             if r.engine in P.COUNTERS:
-                return getattr(eng, r.engine)[:32]
+                if r.engine not in cbits_read:
+                    return Const(0, 32)                          # not counted in this build
+                return getattr(eng, r.engine)[:min(32, cbits_read[r.engine])]
             return regs[r.name]
 
         # ---------------------------------------------------------------- command unit state
@@ -428,9 +470,7 @@ class System(wiring.Component):
         # runs): its low sbits bits are the whole of it.
         len_one = Signal()
         m.d.sync += len_one.eq(store_len == 1)
-        rest_next = Signal(signed(sbits + 2))
-        m.d.comb += rest_next.eq(rest - 1)
-        epoch_start = [rptr.eq(0), at_last.eq(len_one), rest.eq(store_len[:sbits] - 2)]
+        epoch_start = [rptr.eq(0), at_last.eq(len_one), len_m2.eq(store_len[:sbits] - 2)]
         replay_epochs = arg[0:16]   # REPLAY's payload, held until the next command
         with m.If(replay_start):
             m.d.sync += [replay_left.eq(replay_epochs), replay_more.eq(replay_epochs != 0),
@@ -443,7 +483,7 @@ class System(wiring.Component):
                              last_epoch.eq(replay_left == 2),
                              replay_done.eq(replay_done + 1), *epoch_start]
             with m.Else():
-                m.d.sync += [rptr.eq(rptr + 1), rest.eq(rest_next), at_last.eq(rest_next[-1])]
+                m.d.sync += [rptr.eq(rptr + 1), at_last.eq(rptr == len_m2)]
 
         # ------------------------------------------------ command evaluation
         # A command's payload arguments are read (ARGS), then it is evaluated in four steps, one
@@ -737,7 +777,12 @@ class System(wiring.Component):
             for r in P.REGISTERS:                   # a writable address: CHECK saw to it
                 if r.access is P.Access.RW and r.name != "ctrl":
                     with m.If(sel[r.addr]):
-                        m.d.sync += regs[r.name].eq(reg_wvalue[:r.width])
+                        reg = regs[r.name]
+                        value = reg_wvalue[:len(reg)]
+                        if len(reg) < r.width:          # narrowed: address bits + "higher"
+                            value = Cat(reg_wvalue[:len(reg) - 1],
+                                        reg_wvalue[len(reg) - 1:r.width].any())
+                        m.d.sync += reg.eq(value)
             # the seed's halves go into the generators (reg_wvalue holds until the next command)
             m.d.sync += seed_load.eq(Cat(sel[P.REGISTER_BY_NAME["seed_lo"].addr],
                                          sel[P.REGISTER_BY_NAME["seed_hi"].addr]))

@@ -26,7 +26,8 @@ def test_caps_fields_and_an_unknown_architecture():
         for code, name in enumerate(P.ARCH_NAMES):
             value = P.caps_value(L2, code)
             assert bool(value & P.CAPS_L2) == L2 and value >> P.CAPS_ARCH_SHIFT == code
-            assert P.decode_caps(value) == {"L2": L2, "ARCH": name}
+            assert P.decode_caps(value) == {"L2": L2, "ARCH": name, "COUNTER_BITS": 48,
+                                            "STALL": True, "LINK_BITS": 16, "READBACK": True}
     # A bitstream with an architecture this host was written before: refused, named.
     late = (1 << P.CAPS_ARCH_BITS) - 1
     with pytest.raises(ValueError, match=f"architecture code {late} is unknown"):

@@ -80,7 +80,8 @@ def test_identity_and_parameters(dev):
     assert dev.read_reg("id") == P.ID_MAGIC
     assert dev.params == {"W": 8, "D_MAX": 64, "B_MAX": 8, "BUF_DEPTH": 1024, "STORE_DEPTH": 16384,
                           "max_payload": P.MAX_PAYLOAD, "clk_hz": 12_000_000, "divisor": 4,
-                          "L2": True, "ARCH": "parallel"}
+                          "L2": True, "ARCH": "parallel", "COUNTER_BITS": 48, "STALL": True,
+                          "LINK_BITS": 16, "READBACK": True}
     # The build's options beyond the param_* numbers: zipml.hw.engine.Engine, built with L2.
     assert dev.read_reg("caps") == P.CAPS_L2
 

@@ -89,4 +89,5 @@ def test_caps_names_the_engines_build():
     value = int.from_bytes(a[0].payload[1:], "little")
     assert a[0].payload[0] == P.Status.OK
     assert value == 1 << P.CAPS_ARCH_SHIFT            # architecture 1, no L2 bit
-    assert P.decode_caps(value) == {"L2": False, "ARCH": "serial"}
+    assert P.decode_caps(value) == {"L2": False, "ARCH": "serial", "COUNTER_BITS": 48,
+                                    "STALL": True, "LINK_BITS": 16, "READBACK": True}
