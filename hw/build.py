@@ -6,7 +6,7 @@ report read from nextpnr's ``--report`` JSON::
 
     {"board", "target", "bitstream": path, "fmax_mhz": {clock: MHz}, "target_mhz",
      "utilization": {bel: {"used", "available", "percent"}}, "critical_path": {...},
-     "engine": {W, D_MAX, B_MAX, BUF_DEPTH}, "pll": {...}, "seconds"}
+     "engine": {W, D_MAX, B_MAX, BUF_DEPTH}, "pll": {...}, "seconds", "commit"}
 
 nextpnr runs with ``--timing-allow-fail``: a missed clock target still gives a bitstream and the
 achieved Fmax (it is what we want to know), and ``timing_met`` says whether the target was met.
@@ -373,6 +373,20 @@ def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,
     }
 
 
+def _commit():
+    """Short hash of the checkout's HEAD, ``+dirty`` with uncommitted changes to tracked files
+    (None outside a git checkout): the report says which code it built."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (rev + ("+dirty" if dirty.strip() else "")) if rev else None
+
+
 def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None, seed=1,
           fit=None, verbose=False, engine_cls=None):
     """Synthesize, place and route one board top and return its report (see module doc).
@@ -430,6 +444,7 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
         freq_mhz = new
     report["attempts"] = attempts
     report["seconds"] = round(time.monotonic() - start, 1)
+    report["commit"] = _commit()
     return report
 
 
