@@ -328,7 +328,9 @@ class SpramStore(wiring.Component):
                 m.submodules[f"spram_{r}_{c}"] = Instance(
                     "SB_SPRAM256KA",
                     i_ADDRESS=entry, i_DATAIN=data_in, i_MASKWREN=mask,
-                    i_WREN=self.we, i_CHIPSELECT=(row == r) & (self.we | self.re),
+                    # selected by the address alone (an unrequested read is harmless: rdata
+                    # holds), so the caller's read decision does not travel to the SPRAM
+                    i_WREN=self.we, i_CHIPSELECT=(row == r),
                     i_CLOCK=ClockSignal("sync"),
                     i_STANDBY=Const(0), i_SLEEP=Const(0), i_POWEROFF=Const(1),
                     o_DATAOUT=dout)
