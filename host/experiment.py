@@ -34,12 +34,27 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import SGDClassifier, SGDRegressor
+from tqdm import tqdm
 
+from zipml.hw.boards import BOARDS, board_spec
+
+from ..reference import engine_job as job
+from ..reference.golden import EngineConfig
+from . import backend_engine as be
+from . import datasets
+from .bench_seeds import _commit as _git_commit
+from .cli import _int, _Parser
 from .files import write_json
+from .problem import QUANTIZERS, Dataset, TrainOptions, default_lr, prepare, resolve
 
 __all__ = ["main", "time_to_target", "board_clock", "board_refusal", "synthetic",
            "run_experiment", "SKLEARN_ETA_FACTORS"]
@@ -85,8 +100,7 @@ def _targets(loss, seconds, optimum, targets):
 
 
 def _commit():
-    from .bench_seeds import _commit as commit
-    return commit()
+    return _git_commit()
 
 
 def _git(*args):
@@ -99,7 +113,6 @@ def _git(*args):
 
 def synthetic(n: int, d: int, seed: int):
     """A regression set: X ~ N(0, 1) (n x d), y = X w + N(0, 0.1^2), w ~ N(0, 1/d)."""
-    from .problem import Dataset
     rng = np.random.default_rng([int(seed), 0x5E7])
     X = rng.normal(size=(n, d))
     w = rng.normal(0.0, 1.0 / math.sqrt(d), size=d)
@@ -121,8 +134,6 @@ def board_clock(board: str, reports=DEFAULT_REPORTS, clock: str = "pll") -> dict
     (the report's engine is the board's engine of `zipml.host.backend_engine.board_build`) and
     ``baud``.
     """
-    from zipml.hw.boards import board_spec
-    from .backend_engine import board_build
     path = Path(reports) / f"build_{board}.json"
     try:
         shown = str(path.relative_to(ROOT))
@@ -164,8 +175,7 @@ def board_clock(board: str, reports=DEFAULT_REPORTS, clock: str = "pll") -> dict
             out["hw_changed_since_report"] = None if diff is None else bool(diff)
     eng = rep.get("engine")
     if isinstance(eng, dict):
-        from ..reference.golden import EngineConfig
-        build = board_build(board)
+        build = be.board_build(board)
         try:
             cfg = EngineConfig(**{k: v for k, v in eng.items() if k != "L2"})
             out["engine_matches"] = (cfg == build.config
@@ -209,7 +219,6 @@ class _Bar:
     def __init__(self, total, desc, quiet):
         self.bar = None
         if not quiet:
-            from tqdm import tqdm
             self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr,
                             dynamic_ncols=True, leave=False)
 
@@ -226,14 +235,11 @@ class _Bar:
 def _say(msg, quiet):
     if quiet:
         return
-    from tqdm import tqdm
     tqdm.write(msg, file=sys.stderr)
 
 
 def engine_run(prepared, model, board, quantizer, q, seed, settings, clock, progress=None):
     """One golden run of ``board``'s engine; per-epoch cycles recorded around the runner."""
-    from . import backend_engine as be
-    from .problem import TrainOptions, resolve
     stream = quantizer == "full" or settings["stream"]
     opts = TrainOptions(model=model, bits=min(q, 8), quantizer=quantizer,
                         epochs=settings["epochs"], batch=settings["batch"], seed=seed,
@@ -279,13 +285,10 @@ def engine_run(prepared, model, board, quantizer, q, seed, settings, clock, prog
 
 def _full_schedule(prepared, model, settings, seed):
     """The engine's schedule of the ``full`` job: per-epoch effective lr, the order, B."""
-    from .backend_engine import engine_job_for
-    from .problem import TrainOptions, resolve
-    from ..reference import engine_job as job
     opts = resolve(prepared, TrainOptions(model=model, quantizer="full", bits=8,
                                           epochs=settings["epochs"], batch=settings["batch"],
                                           seed=seed, replay=False))
-    ej = engine_job_for(prepared, opts)
+    ej = be.engine_job_for(prepared, opts)
     lrs = [job.effective_lr(ej.epoch_regs(e).step, ej.regs.step_shift, ej.regs.q, ej.regs.grid)
            for e in range(settings["epochs"])]
     return lrs, ej.order, opts
@@ -331,9 +334,6 @@ def numpy_sgd_run(prepared, model, seed, settings, progress=None):
 def sklearn_run(prepared, model, seed, eta0, settings, progress=None):
     """scikit-learn SGD (squared loss, no penalty, no intercept: A holds the ones column),
     ``partial_fit`` once per epoch, wall time of the calls only."""
-    import warnings
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import SGDClassifier, SGDRegressor
     kw = dict(loss="squared_error", penalty=None, fit_intercept=False, shuffle=True,
               learning_rate="invscaling", eta0=float(eta0), power_t=SKLEARN_POWER_T,
               random_state=np.random.RandomState(seed))
@@ -539,7 +539,6 @@ def _speedups(ds, summary, targets):
 # -- plots -------------------------------------------------------------------------------------
 
 def _save(fig, path):
-    import tempfile
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
     os.close(fd)
@@ -600,7 +599,6 @@ def _curves(ax, ds, board, x_of, cpu=True):
 
 def plot_dataset(ds: dict, folder) -> list:
     """Three PNGs for one dataset in ``folder``; returns their paths."""
-    from matplotlib.figure import Figure
     boards = [b for b in ds["boards"] if any(g.get("board") == b for g in ds["summary"])]
     nb = max(1, len(boards))
     name = ds["name"]
@@ -747,9 +745,6 @@ def _synthetic_arg(s):
 
 
 def build_parser():
-    from zipml.hw.boards import BOARDS
-    from .cli import _Parser, _int
-    from .problem import QUANTIZERS
     p = _Parser(prog="zipml experiment",
                 description="time and bits to reach the least-squares loss: the engine's q-bit "
                             "and 32-bit modes on each board (golden + cycle model) and the CPU")
@@ -786,8 +781,6 @@ def build_parser():
 
 
 def _check_args(args):
-    from zipml.hw.boards import BOARDS
-    from .problem import QUANTIZERS
     if not args.data and not args.synthetic:
         raise ValueError("give a dataset (DATA or --synthetic N,D,SEED)")
     for q in args.bits:
@@ -800,7 +793,6 @@ def _check_args(args):
     for b in args.board:
         if b not in BOARDS:
             raise ValueError(f"--board: unknown {b!r} (choose from {', '.join(sorted(BOARDS))})")
-    from . import datasets
     for spec in args.data:              # bad names and missing files before any run
         if not os.path.exists(spec) and spec not in datasets.BUNDLED:
             datasets.load(spec)         # raises the loader's one-line error
@@ -811,7 +803,6 @@ def _check_args(args):
 
 
 def _datasets(args):
-    from . import datasets
     for spec in args.data:
         yield spec, (lambda spec=spec: datasets.load(spec))
     for n, d, seed in args.synthetic:
@@ -819,8 +810,6 @@ def _datasets(args):
 
 
 def run_experiment(args, argv) -> dict:
-    from . import backend_engine as be
-    from .problem import prepare
     _check_args(args)
     settings = {"bits": sorted(set(args.bits)), "quantizers": list(dict.fromkeys(args.quantizers)),
                 "epochs": args.epochs, "seeds": args.seeds, "batch": args.batch,
@@ -909,7 +898,6 @@ def run_experiment(args, argv) -> dict:
             else:
                 if a == "sklearn_sgd":
                     if lr_full is None:
-                        from .problem import TrainOptions, default_lr
                         lr_full = default_lr(prepared, TrainOptions(
                             model=model, quantizer="full", batch=args.batch))
                     eta = float(b) * lr_full
