@@ -284,16 +284,21 @@ class System(wiring.Component):
         replay_cycles = map_register("replay_cycles")
         replay_timing = Signal()    # REPLAY started, store or engine not yet done
         rptr = Signal(range(self.STORE_DEPTH))
-        # A store word lands, the clock after its read, in one of two registers with nothing
-        # between the store's output and them; it goes on to the engine through the skid
-        # buffer. A read is issued only when the words already on their way (in flight,
-        # landed, in the skid buffer) leave a place for it, a count of flip-flops: four places
-        # keep one word a clock flowing.
+        # A store word lands, the clock after its read, in one of three registers (a ring)
+        # with nothing between the store's output and them; it goes on to the engine through
+        # the store feed and the skid buffer. A read is issued only when the words already on
+        # their way (in flight, landed) leave a place for it: a count of flip-flops, not the
+        # feed's take of this clock, so the read decision is two gates deep. Three places keep
+        # one word a clock flowing (a read takes two clocks to land).
+        LANDED = 3
         in_flight = Signal()        # a store read was issued last clock
-        landed = Array(Signal(W, name=f"landed_{i}") for i in range(2))
-        n_landed = Signal(range(3))
-        land_wp = Signal()
-        land_rp = Signal()
+        landed = Array(Signal(W, name=f"landed_{i}") for i in range(LANDED))
+        n_landed = Signal(range(LANDED + 1))
+        land_wp = Signal(range(LANDED))
+        land_rp = Signal(range(LANDED))
+
+        def ring_next(ptr):
+            return Mux(ptr == LANDED - 1, 0, ptr + 1)
         replay_busy = Signal()
         m.d.comb += replay_busy.eq(replay_more | in_flight | (n_landed != 0) | sfeed.busy)
         replay_start = Signal()     # registered pulse from DECODE
@@ -435,22 +440,23 @@ class System(wiring.Component):
         # is a registered request, the clock after the word is complete (acc holds still then).
         store_wr = Signal()
         m.d.sync += store_wr.eq(0)
-        # A read is issued while the landed words and the one in flight leave a place after
-        # this clock's take: at most two are on their way, so the landed registers never
-        # overflow, and a word a clock flows while the feed takes one a clock.
+        # A read is issued while the landed words and the one in flight leave a place: at
+        # most three are on their way, so the landed registers never overflow, and a word a
+        # clock flows while the feed takes one a clock.
         take = Signal()             # the store feed takes the landed head
         m.d.comb += take.eq(head_valid & sfeed.i_stream.ready)
         issue = Signal()            # read the store at rptr
         m.d.comb += issue.eq(replay_more & ~stop_strobe & ~store_wr
-                             & ((in_flight + n_landed < 2) | take))
+                             & (in_flight + n_landed < LANDED))
         m.d.sync += in_flight.eq(issue)
         with m.If(in_flight):
-            m.d.sync += [landed[land_wp].eq(store.rdata), land_wp.eq(~land_wp)]
+            m.d.sync += [landed[land_wp].eq(store.rdata), land_wp.eq(ring_next(land_wp))]
         with m.If(take):
-            m.d.sync += land_rp.eq(~land_rp)
+            m.d.sync += land_rp.eq(ring_next(land_rp))
         m.d.sync += n_landed.eq(n_landed + in_flight - take)
         with m.If(stop_strobe):     # the words on their way are dropped with the replay
-            m.d.sync += [n_landed.eq(0), land_rp.eq(land_wp ^ in_flight)]
+            m.d.sync += [n_landed.eq(0),
+                         land_rp.eq(Mux(in_flight, ring_next(land_wp), land_wp))]
         with m.If(store_wr):
             m.d.comb += [store.addr.eq(store_wptr), store.wdata.eq(acc[:W]), store.we.eq(1)]
             # CHECK refused a STORE past STORE_DEPTH: the low bits never carry out.
