@@ -103,6 +103,13 @@ def _commit():
     return _git_commit()
 
 
+def _dirty_files():
+    """Tracked files with uncommitted changes when the report was written (other engineers'
+    edits in a shared tree: what ``+dirty`` in ``commit`` stands for)."""
+    out = _git("diff", "--name-only", "HEAD")
+    return None if out is None else sorted(line for line in out.splitlines() if line.strip())
+
+
 def _git(*args):
     try:
         r = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
@@ -558,9 +565,18 @@ _CPU_STYLE = {"sklearn_sgd": ("tab:green", "-."), "numpy_sgd_f32": ("tab:gray", 
               "lstsq": ("k", "")}
 
 
+def _ratio(v, opt):
+    """v / opt, or None when either is missing or the optimum is not positive (an
+    interpolating problem: n <= d)."""
+    if v is None or opt is None or not opt > 0:
+        return None
+    return v / opt
+
+
 def _excess(loss, opt):
-    """loss / optimum - 1, floored at 1e-7 for the log axis (None: diverged)."""
-    return [np.nan if v is None else max(v / opt - 1.0, 1e-7) for v in loss]
+    """loss / optimum - 1, floored at 1e-7 for the log axis (None: diverged or no positive
+    optimum)."""
+    return [np.nan if _ratio(v, opt) is None else max(v / opt - 1.0, 1e-7) for v in loss]
 
 
 def _curves(ax, ds, board, x_of, cpu=True):
@@ -708,6 +724,84 @@ def plot_dataset(ds: dict, folder) -> list:
     return paths
 
 
+def scaling_table(datasets_) -> list:
+    """Per dataset and engine group (board, quantizer, q) or chosen CPU run: n, d, cycles and
+    seconds per epoch (the mean over the run's epochs). The scaling curve of
+    ``--synthetic N,D,SEED`` sets of several D: the engine's cost is data independent, so one
+    epoch measures it."""
+    rows = []
+    for ds in datasets_:
+        for g in ds.get("summary", []):
+            if not g.get("chosen", True) or (g["kind"] == "cpu" and g["name"] == "lstsq"):
+                continue
+            E = len(g["loss_mean"] or g["loss_std"] or [])
+            if not E:
+                continue
+            row = {"dataset": ds["name"], "n": ds["n"], "d": ds["d"], "kind": g["kind"],
+                   "label": g["label"], "epochs": E,
+                   "seconds_per_epoch": None if g["seconds"] is None else g["seconds"][-1] / E}
+            if g["kind"] == "engine":
+                row.update(board=g["board"], quantizer=g["quantizer"], q=g["q"],
+                           mode=g["mode"], cycles_per_epoch=g["cycles"][-1] / E,
+                           cycles_per_sample=g["cycles"][-1] / E / ds["n"])
+            else:
+                row.update(name=g["name"])
+            rows.append(row)
+        for s in ds.get("skipped", []):
+            rows.append({"dataset": ds["name"], "n": ds["n"], "d": ds["d"], "kind": "skipped",
+                         "board": s["board"], "reason": s["reason"]})
+        for r in ds.get("runs", []):
+            if "error" in r and r["kind"] == "engine":
+                rows.append({"dataset": ds["name"], "n": ds["n"], "d": ds["d"],
+                             "kind": "failed", "board": r["board"],
+                             "quantizer": r["quantizer"], "q": r["q"], "reason": r["error"]})
+    return rows
+
+
+def plot_scaling(rows, path):
+    """Cycles per sample and seconds per epoch against d (log-log), a line per board,
+    quantizer and q, the CPU's seconds beside."""
+    fig = Figure(figsize=(12.8, 4.8), dpi=100)
+    ax1, ax2 = fig.subplots(1, 2)
+    eng = {}
+    for r in rows:
+        if r["kind"] == "engine":
+            eng.setdefault((r["board"], r["quantizer"], r["q"]), []).append(r)
+        elif r["kind"] == "cpu":
+            eng.setdefault(("CPU", r["name"], None), []).append(r)
+    boards = sorted({k[0] for k in eng if k[0] != "CPU"})
+    styles = dict(zip(boards, ("-", "--", "-.", ":")))
+    marks = {"double": "o", "naive": "s", "deterministic": "^", "full": "D"}
+    for (board, quant, q), rs in sorted(eng.items(), key=str):
+        rs = sorted(rs, key=lambda r: r["d"])
+        ds_ = [r["d"] for r in rs]
+        if board == "CPU":
+            color, ls = _CPU_STYLE.get(quant, ("k", "-"))
+            ax2.plot(ds_, [r["seconds_per_epoch"] for r in rs], color=color, ls="-.",
+                     marker="x", label=f"CPU {quant} (wall)")
+            continue
+        lab = f"{board} {quant}" + ("" if quant == "full" else f" q={q}")
+        kw = dict(color=_QCOLORS.get(q, "tab:blue"), ls=styles.get(board, "-"),
+                  marker=marks.get(quant, "."), ms=4, label=lab)
+        ax1.plot(ds_, [r["cycles_per_sample"] for r in rs], **kw)
+        if all(r["seconds_per_epoch"] is not None for r in rs):
+            ax2.plot(ds_, [r["seconds_per_epoch"] for r in rs], **kw)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("d (features, intercept included)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, ncol=2)
+    n = sorted({r["n"] for r in rows})
+    ax1.set_ylabel("engine cycles per sample per epoch")
+    ax1.set_title(f"cycles per sample (n = {', '.join(map(str, n))})", fontsize=9)
+    ax2.set_ylabel("seconds per epoch (board: cycles / clock)")
+    ax2.set_title("seconds per epoch, board and CPU", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 # -- the experiment ----------------------------------------------------------------------------
 
 def _csv(s, conv, what):
@@ -777,6 +871,9 @@ def build_parser():
     p.add_argument("--resume", action="store_true",
                    help="keep the runs already in --json (failed ones are retried)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--claim", type=lambda s: _csv(s, str, "claim"), default=[],
+                   help="tags naming what the report shows (a,b,c,d,datasets,scaling: the "
+                        "sections of `zipml experiment report`)")
     return p
 
 
@@ -827,7 +924,9 @@ def run_experiment(args, argv) -> dict:
             raise ValueError(f"--resume: {args.json} is not an experiment report: {exc}") from None
     if doc is None:
         doc = {"datasets": []}
-    doc.update({"commit": _commit(), "command": "zipml experiment " + shlex.join(argv),
+    doc.update({"experiment": "engine", "commit": _commit(), "dirty_files": _dirty_files(),
+                "command": "zipml experiment " + shlex.join(argv),
+                "claims": list(dict.fromkeys([*doc.get("claims", []), *args.claim])),
                 "settings": settings,
                 "host": {"python": platform.python_version(), "machine": platform.machine(),
                          "cpu": _cpu_model(), "cpus": os.cpu_count(),
@@ -931,7 +1030,8 @@ def run_experiment(args, argv) -> dict:
             if "error" not in r:
                 attach_targets(r, opt, targets)
                 last = r["loss"][-1]
-                _say(f"{desc}: loss/optimum {'diverged' if last is None else f'{last / opt:.4f}'}",
+                rel = _ratio(last, opt)
+                _say(f"{desc}: loss/optimum {'diverged' if last is None else rel and f'{rel:.4f}'}",
                      args.quiet)
             ds["runs"].append(r)
             summarize(ds, targets)
@@ -946,6 +1046,11 @@ def run_experiment(args, argv) -> dict:
             continue
         doc["plots"][ds["name"]] = [os.path.relpath(p, os.path.dirname(os.path.abspath(args.json)))
                                     for p in plot_dataset(ds, args.plots)]
+    doc["scaling"] = scaling_table(doc["datasets"])
+    if len({row["d"] for row in doc["scaling"]}) >= 2:
+        doc["plots"]["scaling"] = [os.path.relpath(
+            plot_scaling(doc["scaling"], os.path.join(args.plots, "scaling.png")),
+            os.path.dirname(os.path.abspath(args.json)))]
     save()
     return doc
 
