@@ -15,7 +15,6 @@ and per combination the median and the worst of those ratios.  It measures; it a
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -24,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..reference.files import write_json
 from . import backends, datasets
 from .problem import GRIDS, QUANTIZERS, TrainOptions, prepare, resolve
 
-__all__ = ["bench_seeds", "main"]
+__all__ = ["bench_seeds", "add_parser", "run"]
 
 #: stream-fixed: streamed, fresh codes, but epoch 0's order every epoch (store mode's order)
 MODES = ("stream", "store", "stream-fixed")
@@ -135,13 +133,3 @@ def run(args) -> dict:
               f"{s['median_ratio']:.4f} worst {s['worst_ratio']:.4f}", file=sys.stderr)
     return rep
 
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="zipml bench")
-    sub = ap.add_subparsers(dest="what", required=True)
-    add_parser(sub)
-    args = ap.parse_args(argv)
-    rep = run(args)
-    if args.json:
-        write_json(args.json, rep)
-    return 0

@@ -16,17 +16,15 @@ engine per epoch. It measures; it asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from ..reference.files import write_json
 from . import datasets
 from .bench_seeds import _commit
 from .device import train_sim
 from .problem import QUANTIZERS, TrainOptions, prepare, resolve
 
-__all__ = ["bench_store", "main"]
+__all__ = ["bench_store", "add_parser", "run"]
 
 
 def bench_store(data="diabetes", *, boards=("icebreaker", "ulx3s"), bits=range(1, 9),
@@ -90,13 +88,3 @@ def run(args) -> dict:
     return bench_store(args.data, boards=tuple(args.board), bits=tuple(args.bits),
                        quantizer=args.quantizer, epochs=args.epochs, progress=progress)
 
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="zipml bench")
-    sub = ap.add_subparsers(dest="what", required=True)
-    add_parser(sub)
-    args = ap.parse_args(argv)
-    rep = run(args)
-    if args.json:
-        write_json(args.json, rep)
-    return 0
