@@ -26,6 +26,7 @@ only, so regression data is ``linreg`` and +-1 data ``lssvm``, lam = 0):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -41,20 +42,27 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.datasets import dump_svmlight_file, make_regression
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import SGDClassifier, SGDRegressor
+from scipy import sparse
+from scipy.optimize import linprog
+from sklearn.linear_model import LogisticRegression, SGDClassifier, SGDRegressor
 from tqdm import tqdm
 
 from zipml.hw.boards import BOARDS, board_spec
 
 from ..reference import engine_job as job
 from ..reference.golden import EngineConfig
+from ..reference.levels import optimal_levels
+from ..reference.sgd import MODEL_LOSS, loss_value
 from . import backend_engine as be
-from . import datasets
+from . import backend_reference, datasets
 from .bench_seeds import _commit as _git_commit
 from .cli import _int, _Parser
 from .files import write_json
-from .problem import QUANTIZERS, Dataset, TrainOptions, default_lr, prepare, resolve
+from .problem import (GRIDS, LEVELS, MODELS, QUANTIZERS, Dataset, TrainOptions, default_lr,
+                      prepare, resolve, task_of)
 
 __all__ = ["main", "time_to_target", "board_clock", "board_refusal", "synthetic",
            "run_experiment", "SKLEARN_ETA_FACTORS"]
@@ -101,6 +109,31 @@ def _targets(loss, seconds, optimum, targets):
 
 def _commit():
     return _git_commit()
+
+
+def _source_info(spec) -> dict:
+    """A file's size and SHA-256 (a user's svmlight file: which bytes were trained); nothing
+    for a bundled or synthetic set."""
+    if not os.path.isfile(spec):
+        return {}
+    with open(spec, "rb") as f:
+        data = f.read()
+    return {"file_bytes": len(data), "file_sha256": hashlib.sha256(data).hexdigest()}
+
+
+#: ``zipml experiment svmlight-example PATH``: a user-style regression file (correlated
+#: columns of low effective rank, moderate noise) made reproducibly by scikit-learn
+SVMLIGHT_EXAMPLE = dict(n_samples=2000, n_features=20, n_informative=10, effective_rank=5,
+                        noise=0.5, random_state=0)
+
+
+def svmlight_example(path) -> str:
+    """Write :data:`SVMLIGHT_EXAMPLE` (``sklearn.datasets.make_regression``) as an svmlight file
+    with ``dump_svmlight_file``; returns the path."""
+    X, y = make_regression(**SVMLIGHT_EXAMPLE)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    dump_svmlight_file(X, y, path)
+    return path
 
 
 def _dirty_files():
@@ -962,8 +995,9 @@ def run_experiment(args, argv) -> dict:
             doc["datasets"].append(ds)
             by_name[ds["name"]] = ds
         opt = prepared.optimum_mse(0.0)
-        ds.update({"source": spec, "n": prepared.n, "d": prepared.d, "task": ds_obj.task,
-                   "model": model, "optimum": opt, "optimum_solver": "numpy.linalg.lstsq",
+        ds.update({"source": spec, **_source_info(spec), "n": prepared.n, "d": prepared.d,
+                   "task": ds_obj.task, "model": model, "optimum": opt,
+                   "optimum_solver": "numpy.linalg.lstsq",
                    "targets": targets, "settings": settings,
                    "boards": list(dict.fromkeys([*ds.get("boards", []), *args.board])),
                    "board_clocks": {**ds.get("board_clocks", {}),
@@ -1086,8 +1120,1203 @@ def _print_summary(doc):
             print(f"  {len(failed)} run(s) failed (see 'error' in the JSON)")
 
 
+# -- reference sweeps: the claims the engine cannot test (yet) -----------------------------------
+
+#: models whose loss is not the squared loss (the reference only; the engine trains squared)
+NONLINEAR = ("svm", "logistic")
+_VARIANT_HELP = ("QUANTIZER[:levels=uniform|optimal][:grid=floor|symmetric][:refetch]"
+                 "[:degree=K]")
+
+
+def parse_variant(spec: str) -> dict:
+    """``double``, ``double:levels=optimal``, ``double:grid=symmetric``, ``naive:refetch``,
+    ``double:degree=15``: a quantizer and the reference options that change how it rounds."""
+    parts = str(spec).split(":")
+    v = {"spec": spec, "quantizer": parts[0], "levels": "uniform", "grid": "floor",
+         "refetch": False, "degree": 7}
+    if parts[0] not in QUANTIZERS:
+        raise ValueError(f"variant {spec!r}: unknown quantizer {parts[0]!r} (choose from "
+                         f"{', '.join(QUANTIZERS)}; a variant is {_VARIANT_HELP})")
+    for part in parts[1:]:
+        k, eq, val = part.partition("=")
+        if k == "refetch" and not eq:
+            v["refetch"] = True
+        elif k == "levels" and val in LEVELS:
+            v["levels"] = val
+        elif k == "grid" and val in GRIDS:
+            v["grid"] = val
+        elif k == "degree" and val.isdigit() and 1 <= int(val) <= 15:
+            v["degree"] = int(val)
+        else:
+            raise ValueError(f"variant {spec!r}: bad option {part!r} (a variant is "
+                             f"{_VARIANT_HELP}, degree 1..15)")
+    if v["quantizer"] == "full" and (v["levels"] != "uniform" or v["refetch"]):
+        raise ValueError(f"variant {spec!r}: full does not round (no levels, no refetch)")
+    return v
+
+
+def value_bits(v: dict, q: int, model: str) -> int:
+    """Bits per value and epoch that a variant streams at q bits.
+
+    Every rounding shares the interval index between its copies (q bits: the floor t of the
+    floor grid, the level below the value on the symmetric grid or a level table) and adds a
+    carry bit per copy: ``naive``/``deterministic`` q + 1, ``double`` q + 2, and ``double`` with
+    the Chebyshev estimator of svm/logistic q + 1 + K (one gradient copy and K dot copies).
+    ``full``: 32. Refetched rows are extra (32 bits per value, counted per run). The reference's
+    own ``bits_moved`` charges 2q for double on a level table or the symmetric grid and two
+    copies for the Chebyshev estimator; this accounting is the same for every grid."""
+    if v["quantizer"] == "full":
+        return FULL_Q
+    if v["quantizer"] == "double":
+        copies = 1 + v["degree"] if model in NONLINEAR and not v["refetch"] else 2
+    else:
+        copies = 1
+    return int(q) + copies
+
+
+def variant_label(v: dict, model: str) -> str:
+    if v["quantizer"] == "full":
+        return "full (32-bit)"
+    parts = [v["quantizer"]]
+    if v["refetch"]:
+        parts.append("refetch")
+    elif model in NONLINEAR and v["quantizer"] == "double":
+        parts.append(f"Chebyshev K={v['degree']}")
+    if v["levels"] == "optimal":
+        parts.append("optimal levels")
+    elif v["grid"] == "symmetric":
+        parts.append("uniform symmetric grid")
+    return ", ".join(parts)
+
+
+def sweep_optimum(prepared, model) -> dict:
+    """The loss the sweep's targets are relative to, from a direct solver on the prepared data:
+    the training MSE of lstsq (linreg, lssvm), the hinge LP (svm: minimize the mean hinge, HiGHS)
+    or unpenalized logistic regression (lbfgs). 0 on separable data (svm, logistic): then only
+    the 32-bit SGD run is a reference."""
+    loss = MODEL_LOSS[model]
+    A, b = prepared.A, prepared.b
+    n, d = A.shape
+    t0 = time.perf_counter()
+    if loss == "squared":
+        x = prepared.least_squares(0.0)
+        value, solver, note = prepared.mse(x), "numpy.linalg.lstsq", None
+    elif loss == "hinge":
+        # min (1/n) sum xi  s.t.  xi_i >= 1 - b_i a_i.x,  xi >= 0
+        c = np.concatenate([np.zeros(d), np.full(n, 1.0 / n)])
+        A_ub = sparse.hstack([sparse.csr_matrix(-(b[:, None] * A)), -sparse.identity(n)],
+                             format="csr")
+        res = linprog(c, A_ub=A_ub, b_ub=-np.ones(n), method="highs",
+                      bounds=[(None, None)] * d + [(0, None)] * n)
+        if res.status != 0:
+            raise ValueError(f"the hinge LP did not solve: {res.message}")
+        x = res.x[:d]
+        value, solver, note = loss_value("hinge", A, b, x), "scipy.optimize.linprog (HiGHS)", None
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            m = LogisticRegression(C=np.inf, fit_intercept=False, max_iter=10000, tol=1e-10)
+            m.fit(A, b)
+        x = np.ravel(m.coef_)
+        value = loss_value("logistic", A, b, x)
+        solver, note = "sklearn LogisticRegression (lbfgs, no penalty)", None
+    acc = prepared.accuracy(x) if prepared.task == "classification" else None
+    separable = acc == 1.0 and loss != "squared"
+    if separable:
+        note = ("the training set is linearly separable: the infimum of the loss is 0 (weights "
+                "growing without bound), so no target is relative to it; the 32-bit SGD run "
+                "is the reference")
+    value = _finite(value)
+    return {"loss": value, "reference": None if separable else value, "solver": solver,
+            "accuracy": acc, "separable": separable, "note": note,
+            "seconds": time.perf_counter() - t0}
+
+
+def rounding_variance(A, v, q) -> float:
+    """Mean variance ``(a - lo)(hi - a)`` of one stochastic rounding of the values of ``A`` to
+    a variant's levels at q bits (floor or symmetric grid, or the optimal table that
+    ``--levels optimal`` builds from ``A``)."""
+    if v["levels"] == "optimal":
+        levels = optimal_levels(A, 1 << min(int(q), 8))
+    elif v["grid"] == "floor":
+        levels = 2.0 * np.arange((1 << q) + 1) / (1 << q) - 1.0
+    else:
+        m = (1 << q) - 1
+        levels = (2.0 * np.arange(m + 1) - m) / m
+    a = np.clip(np.ravel(A), levels[0], levels[-1])
+    j = np.clip(np.searchsorted(levels, a, side="right") - 1, 0, len(levels) - 2)
+    return float(np.mean((a - levels[j]) * (levels[j + 1] - a)))
+
+
+def reference_run(prepared, model, v, q, seed, settings, progress=None) -> dict:
+    """One run of the float reference (`zipml.host.backend_reference`) for a variant at q."""
+    full = v["quantizer"] == "full"
+    opts = TrainOptions(model=model, bits=8 if full else int(q), quantizer=v["quantizer"],
+                        levels=v["levels"], grid=v["grid"], epochs=settings["epochs"],
+                        batch=settings["batch"], seed=seed, degree=v["degree"],
+                        refetch=v["refetch"], backend="reference")
+    opts = resolve(prepared, opts.validate())
+    res = backend_reference.train(prepared, opts, progress)
+    E = len(res.mse)
+    vb = value_bits(v, q, model)
+    per = prepared.n * prepared.d * vb
+    refetches = int(res.extra.get("refetches") or 0)
+    mse = [_finite(x) for x in res.mse]
+    model_loss = [_finite(x) for x in res.extra["loss"]]
+    return {"kind": "reference", "variant": v["spec"], "quantizer": v["quantizer"],
+            "q": FULL_Q if full else int(q), "seed": int(seed), "levels": v["levels"],
+            "grid": v["grid"], "refetch": v["refetch"], "degree": v["degree"],
+            "lr": opts.lr, "decay": opts.decay,
+            "loss": mse if MODEL_LOSS[model] == "squared" else model_loss,
+            "mse": mse, "model_loss": model_loss, "accuracy": res.extra.get("accuracy"),
+            "value_bits": vb, "bits": [per * (e + 1) for e in range(E)],
+            "refetches": refetches, "refetch_bits": refetches * prepared.d * 32,
+            "bits_total": per * E + refetches * prepared.d * 32,
+            "bits_reference": int(res.bits_moved), "levels_table": res.extra.get("levels")}
+
+
+def attach_sweep_targets(r: dict, opt, targets) -> dict:
+    """Per epsilon: the first epoch with loss <= (1 + eps) optimum and the bits streamed up to
+    it (null for refetch runs: the reference counts refetches per run, not per epoch)."""
+    epochs = list(range(1, len(r["loss"]) + 1))
+    r["epochs_to_target"] = {k: (None if not opt or opt <= 0 else
+                                 time_to_target(r["loss"], epochs, opt, float(k)))
+                             for k in targets}
+    r["bits_to_target"] = {k: (None if e is None or r["refetches"] else r["bits"][int(e) - 1])
+                           for k, e in r["epochs_to_target"].items()}
+    return r
+
+
+def _sweep_key(r):
+    return (r["variant"], int(r["q"]), int(r["seed"]))
+
+
+def summarize_sweep(ds: dict) -> None:
+    """``ds["summary"]``: per variant and q, the mean and spread over seeds of the final loss
+    (over the optimum and over the 32-bit run), accuracy and bits; ``ds["best_bits_to_target"]``:
+    per variant and epsilon the q that reaches the target with the fewest bits."""
+    opt = ds["optimum"]["reference"]
+    targets = ds["targets"]
+    groups = {}
+    for r in ds["runs"]:
+        if "error" not in r:
+            groups.setdefault((r["variant"], int(r["q"])), []).append(r)
+    full_final = None
+    for (spec, q), rs in groups.items():
+        if spec.split(":")[0] == "full":
+            finals = [r["loss"][-1] for r in rs if r["loss"][-1] is not None]
+            full_final = statistics.fmean(finals) if finals else None
+    summary = []
+    for (spec, q), rs in sorted(groups.items(), key=lambda kv: (ds["variants"].index(kv[0][0])
+                                                                if kv[0][0] in ds["variants"]
+                                                                else 99, kv[0][1])):
+        finals = [r["loss"][-1] for r in rs]
+        ok = [v for v in finals if v is not None]
+        acc = [r["accuracy"][-1] for r in rs if r.get("accuracy")]
+        g = {"variant": spec, "label": variant_label(parse_variant(spec), ds["model"]), "q": q,
+             "seeds": len(rs), "diverged": len(finals) - len(ok),
+             "final_loss_mean": statistics.fmean(ok) if ok else None,
+             "final_loss_min": min(ok) if ok else None, "final_loss_max": max(ok) if ok else None,
+             "final_over_optimum": _ratio(statistics.fmean(ok), opt) if ok else None,
+             "final_over_optimum_min": _ratio(min(ok), opt) if ok else None,
+             "final_over_optimum_max": _ratio(max(ok), opt) if ok else None,
+             "final_over_full": _ratio(statistics.fmean(ok), full_final) if ok else None,
+             "accuracy_mean": statistics.fmean(acc) if acc else None,
+             "accuracy_min": min(acc) if acc else None, "accuracy_max": max(acc) if acc else None,
+             "value_bits": rs[0]["value_bits"],
+             "bits_total_mean": statistics.fmean(r["bits_total"] for r in rs),
+             "refetch_share": (statistics.fmean(r["refetches"] for r in rs)
+                               / (ds["n"] * ds["settings"]["epochs"])),
+             "epochs_to_target": {k: [r["epochs_to_target"][k] for r in rs] for k in targets},
+             "bits_to_target": {}}
+        for k in targets:
+            bs = [r["bits_to_target"][k] for r in rs]
+            g["bits_to_target"][k] = (statistics.fmean(bs) if bs and None not in bs else None)
+        summary.append(g)
+    ds["summary"] = summary
+    ds["full_final_loss"] = full_final
+    best = {}
+    for g in summary:
+        for k in targets:
+            v = g["bits_to_target"][k]
+            cur = best.setdefault(g["variant"], {}).setdefault(k, None)
+            if v is not None and (cur is None or v < cur["bits"]):
+                best[g["variant"]][k] = {"bits": v, "q": g["q"]}
+    ds["best_bits_to_target"] = best
+
+
+def plot_sweep(ds: dict, folder) -> list:
+    """Two PNGs per dataset and model: the final loss (and accuracy) against q per variant, and
+    the bits to each target against q."""
+    name = f"{ds['name']}_{ds['model']}"
+    opt = ds["optimum"]["reference"]
+    full = ds.get("full_final_loss")
+    ref, what = (opt, "optimum") if opt and opt > 0 else (full, "32-bit SGD")
+    excess = ref is opt      # against the optimum: log of the excess; else a linear ratio
+
+    def rel(v):
+        if v is None or not ref:
+            return np.nan
+        return max(v / ref - 1, 1e-7) if excess else v / ref
+    byv = {}
+    for g in ds["summary"]:
+        byv.setdefault(g["variant"], []).append(g)
+    paths = []
+    classif = any(g["accuracy_mean"] is not None for g in ds["summary"])
+    fig = Figure(figsize=(12.8 if classif else 6.4, 4.6), dpi=100)
+    axes = np.atleast_1d(fig.subplots(1, 2 if classif else 1))
+    for i, (spec, gs) in enumerate(byv.items()):
+        if spec.split(":")[0] == "full":
+            continue
+        qs = [g["q"] for g in gs]
+        color = f"C{i}"
+        if ref:
+            y = [rel(g["final_loss_mean"]) for g in gs]
+            lo = [rel(g["final_loss_min"]) for g in gs]
+            hi = [rel(g["final_loss_max"]) for g in gs]
+            axes[0].errorbar(qs, y, yerr=[np.maximum(np.subtract(y, lo), 0),
+                                          np.maximum(np.subtract(hi, y), 0)],
+                             color=color, marker="o", ms=4, capsize=2, label=gs[0]["label"])
+        if classif:
+            axes[1].errorbar(qs, [g["accuracy_mean"] for g in gs],
+                             yerr=[[g["accuracy_mean"] - g["accuracy_min"] for g in gs],
+                                   [g["accuracy_max"] - g["accuracy_mean"] for g in gs]],
+                             color=color, marker="o", ms=4, capsize=2, label=gs[0]["label"])
+    for spec, gs in byv.items():
+        if spec.split(":")[0] == "full":
+            if ref and gs[0]["final_loss_mean"] is not None:
+                axes[0].axhline(rel(gs[0]["final_loss_mean"]), color="k", lw=1.5,
+                                label="full (32-bit)")
+            if classif:
+                axes[1].axhline(gs[0]["accuracy_mean"], color="k", lw=1.5, label="full (32-bit)")
+    if excess:
+        axes[0].set_yscale("log")
+    axes[0].set_xlabel("q (bits)")
+    axes[0].set_ylabel(f"final {ds['loss']} / {what}" + (" - 1" if excess else "")
+                       + "\n(mean, seeds min..max)")
+    axes[0].set_title(f"{ds['name']}: {ds['model']}, {ds['settings']['epochs']} epochs, "
+                      f"reference", fontsize=9)
+    if classif:
+        if ds["optimum"].get("accuracy") is not None:
+            axes[1].axhline(ds["optimum"]["accuracy"], color="0.5", ls=":",
+                            label=f"solver ({ds['optimum']['solver'].split(' ')[0]})")
+        axes[1].set_xlabel("q (bits)")
+        axes[1].set_ylabel("final training accuracy")
+        axes[1].set_title(f"{ds['name']}: {ds['model']}, accuracy", fontsize=9)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(_save(fig, os.path.join(folder, f"{name}_final.png")))
+
+    targets = ds["targets"]
+    fig = Figure(figsize=(5.2 * len(targets), 4.2), dpi=100)
+    axes = np.atleast_1d(fig.subplots(1, len(targets)))
+    for ax, k in zip(axes, targets):
+        for i, (spec, gs) in enumerate(byv.items()):
+            if parse_variant(spec)["refetch"]:
+                continue
+            qs = [g["q"] for g in gs]
+            bits = [g["bits_to_target"][k] for g in gs]
+            if spec.split(":")[0] == "full":
+                if bits[0] is not None:
+                    ax.axhline(bits[0], color="k", lw=1.5, label="full (32-bit)")
+                continue
+            ax.plot(qs, [np.nan if b is None else b for b in bits], color=f"C{i}", marker="o",
+                    ms=4, label=gs[0]["label"])
+            for qq, b in zip(qs, bits):
+                if b is None:
+                    ax.text(qq, 0.02, "x", color=f"C{i}", ha="center",
+                            transform=ax.get_xaxis_transform())
+        ax.set_yscale("log")
+        ax.set_xlabel("q (bits)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("bits streamed to target (seed mean)")
+        ax.set_title(f"{ds['name']}: loss <= (1 + {k}) optimum (x: not reached)", fontsize=9)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(_save(fig, os.path.join(folder, f"{name}_bits_to_target.png")))
+    return paths
+
+
+def build_sweep_parser():
+    p = _Parser(prog="zipml experiment sweep",
+                description="the float reference over variants (quantizer, levels, grid, "
+                            "refetch, degree) x q x seeds: final loss, accuracy, bits to target")
+    p.add_argument("data", nargs="*", metavar="DATA",
+                   help="bundled dataset names or svmlight files")
+    p.add_argument("--synthetic", type=_synthetic_arg, action="append", default=[],
+                   metavar="N,D,SEED", help="add a synthetic regression set (repeatable)")
+    p.add_argument("--model", type=lambda s: _csv(s, str, "model"), default=["auto"],
+                   help="linreg, lssvm, svm, logistic, or auto (linreg for regression, lssvm "
+                        "for +-1 data); a list runs each")
+    p.add_argument("--variants", type=lambda s: _csv(s, str, "variant"),
+                   default=["double", "naive", "deterministic"],
+                   help=f"each {_VARIANT_HELP} (double,naive,deterministic); full runs once")
+    p.add_argument("--bits", type=lambda s: _csv(s, int, "q"), default=list(range(1, 9)),
+                   help="q values, 1..8 (1,...,8)")
+    p.add_argument("--epochs", type=_int(1), default=20, help="epochs per run (20)")
+    p.add_argument("--seeds", type=_int(1), default=3, help="seeds 0..K-1 per run (3)")
+    p.add_argument("--batch", type=_int(1), default=1, help="minibatch B (1)")
+    p.add_argument("--targets", type=_targets_arg, default=["0.01", "0.05"],
+                   help="epsilons: first epoch with loss <= (1+eps) optimum (0.01,0.05)")
+    p.add_argument("--claim", type=lambda s: _csv(s, str, "claim"), default=[],
+                   help="tags naming what the report shows (a, c, d, ...)")
+    p.add_argument("--json", required=True, metavar="PATH", help="the report")
+    p.add_argument("--plots", required=True, metavar="DIR", help="folder of the PNGs")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already in --json (failed ones are retried)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def run_sweep(args, argv) -> dict:
+    if not args.data and not args.synthetic:
+        raise ValueError("give a dataset (DATA or --synthetic N,D,SEED)")
+    for q in args.bits:
+        if not 1 <= q <= 8:
+            raise ValueError(f"--bits: sweeps run q = 1..8 (the engine's range), got {q}")
+    variants = [parse_variant(v) for v in dict.fromkeys(args.variants)]
+    for m in args.model:
+        if m != "auto" and m not in MODELS:
+            raise ValueError(f"--model: unknown {m!r} (choose from auto, {', '.join(MODELS)})")
+    for spec in args.data:
+        if not os.path.exists(spec) and spec not in datasets.BUNDLED:
+            datasets.load(spec)
+    if os.path.exists(args.plots) and not os.path.isdir(args.plots):
+        raise ValueError(f"--plots {args.plots} is not a directory")
+    settings = {"bits": sorted(set(args.bits)), "variants": [v["spec"] for v in variants],
+                "epochs": args.epochs, "seeds": args.seeds, "batch": args.batch,
+                "backend": "reference", "lr": "default (zipml train's)",
+                "decay": "default (zipml train's)", "precondition": "whiten"}
+    doc = None
+    if args.resume and os.path.exists(args.json):
+        try:
+            with open(args.json) as f:
+                doc = json.load(f)
+            doc["datasets"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--resume: {args.json} is not a sweep report: {exc}") from None
+    if doc is None:
+        doc = {"datasets": []}
+    doc.update({"experiment": "sweep", "commit": _commit(), "dirty_files": _dirty_files(),
+                "command": "zipml experiment sweep " + shlex.join(argv),
+                "claims": list(dict.fromkeys([*doc.get("claims", []), *args.claim])),
+                "settings": settings,
+                "host": {"python": platform.python_version(), "cpu": _cpu_model(),
+                         "cpus": os.cpu_count()}})
+    by_key = {(d["name"], d["model"]): d for d in doc["datasets"]}
+    targets = list(args.targets)
+
+    def save():
+        write_json(args.json, doc)
+
+    for spec, load in _datasets(args):
+        ds_obj = load()
+        prepared = prepare(ds_obj.X, ds_obj.y, ds_obj.task, name=ds_obj.name)
+        for model in args.model:
+            if model == "auto":
+                model = "linreg" if ds_obj.task == "regression" else "lssvm"
+            if task_of(model) != ds_obj.task:
+                _say(f"{ds_obj.name}: {model} skipped (a {ds_obj.task} set)", args.quiet)
+                continue
+            prior = by_key.get((ds_obj.name, model))
+            if prior is not None:
+                old = prior.get("settings", {})
+                diff = [k for k in ("epochs", "batch") if old.get(k) != settings[k]]
+                if diff:
+                    raise ValueError(f"--resume: {args.json} has {ds_obj.name} ({model}) with "
+                                     + ", ".join(f"{k}={old.get(k)!r}" for k in diff)
+                                     + ": write another --json")
+            ds = prior if prior is not None else {"name": ds_obj.name, "model": model,
+                                                   "runs": []}
+            if prior is None:
+                doc["datasets"].append(ds)
+                by_key[(ds_obj.name, model)] = ds
+            opt = sweep_optimum(prepared, model)
+            ds.update({"source": spec, **_source_info(spec), "n": prepared.n, "d": prepared.d,
+                       "task": ds_obj.task,
+                       "loss": MODEL_LOSS[model] if MODEL_LOSS[model] != "squared" else "mse",
+                       "optimum": opt, "targets": targets, "settings": settings,
+                       "variants": settings["variants"]})
+            ds["runs"] = [attach_sweep_targets(r, opt["reference"], targets)
+                          for r in ds["runs"] if "error" not in r]
+            ds["rounding_variance"] = {
+                v["spec"]: {str(q): rounding_variance(prepared.A, v, q) for q in settings["bits"]}
+                for v in variants if v["quantizer"] != "full"}
+            done = {_sweep_key(r) for r in ds["runs"]}
+            for v in variants:
+                for q in ([FULL_Q] if v["quantizer"] == "full" else settings["bits"]):
+                    for seed in range(args.seeds):
+                        if (v["spec"], q, seed) in done:
+                            continue
+                        desc = f"{ds['name']} {model} {v['spec']} q={q} seed {seed}"
+                        bar = _Bar(args.epochs, desc, args.quiet)
+                        t0 = time.perf_counter()
+                        try:
+                            r = reference_run(prepared, model, v, q, seed, settings, bar)
+                        except Exception as exc:      # reported, the others go on
+                            r = {"kind": "reference", "variant": v["spec"], "q": q,
+                                 "seed": seed, "error": f"{type(exc).__name__}: {exc}"}
+                            _say(f"{desc}: FAILED {r['error']}", args.quiet)
+                        finally:
+                            bar.close()
+                        r["wall_seconds"] = round(time.perf_counter() - t0, 3)
+                        if "error" not in r:
+                            attach_sweep_targets(r, opt["reference"], targets)
+                        ds["runs"].append(r)
+                        save()
+            summarize_sweep(ds)
+            save()
+    os.makedirs(args.plots, exist_ok=True)
+    doc["plots"] = {}
+    base = os.path.dirname(os.path.abspath(args.json))
+    for ds in doc["datasets"]:
+        if ds.get("summary"):
+            doc["plots"][f"{ds['name']}_{ds['model']}"] = [
+                os.path.relpath(p, base) for p in plot_sweep(ds, args.plots)]
+    save()
+    return doc
+
+
+def _print_sweep(doc):
+    for ds in doc["datasets"]:
+        opt = ds["optimum"]
+        print(f"{ds['name']}: n={ds['n']} d={ds['d']} {ds['model']}, optimum {ds['loss']} "
+              f"{opt['loss']:.6g} ({opt['solver']})" + ("; separable" if opt["separable"] else ""))
+        for g in ds.get("summary", []):
+            acc = "" if g["accuracy_mean"] is None else f", accuracy {g['accuracy_mean']:.4f}"
+            rel, full = g["final_over_optimum"], g["final_over_full"]
+            print(f"  {g['label']:<34} q={g['q']:<2} final/optimum "
+                  f"{'-' if rel is None else f'{rel:.4f}'}, /32-bit "
+                  f"{'-' if full is None else f'{full:.4f}'}{acc}")
+
+
+# -- the report: docs/results.md from the JSON ------------------------------------------------
+
+#: the paper's headline figures (issue 9, "Why"), quoted beside ours
+PAPER_SPEEDUP_32BIT = 6.5
+PAPER_LEVELS_SAVING = 1.7
+#: claim tags in the order of the report's sections
+CLAIMS = ("a", "b", "c", "d", "datasets", "scaling")
+
+
+def build_report_parser():
+    p = _Parser(prog="zipml experiment report",
+                description="docs/results.md from experiment and sweep JSON reports: the paper's "
+                            "claims (a-d), the datasets and the scaling curve")
+    p.add_argument("json", nargs="+", metavar="JSON", help="reports of zipml experiment [sweep]")
+    p.add_argument("--md", required=True, metavar="PATH", help="the Markdown to write")
+    return p
+
+
+def _f(v, nd=4, unit=""):
+    """A number for a table: nd significant decimals, '–' for None."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{nd}f}{unit}"
+
+
+def _x(v):
+    return "–" if v is None else (f"{v:.2f}x" if v < 100 else f"{v:.0f}x")
+
+
+def _ms(v):
+    if v is None:
+        return "–"
+    v *= 1e3
+    return f"{v:.3g}" if v < 1000 else f"{v:,.0f}"
+
+
+def _bits(v):
+    if v is None:
+        return "–"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= div:
+            return f"{v / div:.3g} {unit}"
+    return f"{v:.0f}"
+
+
+def _n(k, what):
+    return f"{k} {what}" + ("" if k == 1 else "s")
+
+
+def _pct(v):
+    """A loss ratio as the excess over 1 in per cent."""
+    return "–" if v is None else f"{(v - 1) * 100:+.2f}%"
+
+
+class _Report:
+    """Collects the Markdown of docs/results.md."""
+
+    def __init__(self, paths, md_path):
+        self.md_dir = os.path.dirname(os.path.abspath(md_path))
+        self.docs = []
+        for p in paths:
+            with open(p) as f:
+                doc = json.load(f)
+            doc["_path"] = p
+            doc["_dir"] = os.path.dirname(os.path.abspath(p))
+            doc.setdefault("experiment", "engine")
+            doc.setdefault("claims", [])
+            self.docs.append(doc)
+        self.out = []
+
+    def w(self, *lines):
+        self.out.extend(lines)
+
+    def src(self, doc):
+        return f"`{doc['_path']}` (commit {doc.get('commit') or '?'})"
+
+    def link(self, doc, rel):
+        return os.path.relpath(os.path.join(doc["_dir"], rel), self.md_dir)
+
+    def plots(self, doc, key):
+        ps = (doc.get("plots") or {}).get(key) or []
+        return ", ".join(f"[{os.path.basename(p)}]({self.link(doc, p)})" for p in ps)
+
+    def of(self, kind, claim):
+        return [d for d in self.docs if d["experiment"] == kind and claim in d["claims"]]
+
+
+def _engine_groups(ds, board):
+    return {(g["quantizer"], g["q"]): g for g in ds.get("summary", [])
+            if g["kind"] == "engine" and g["board"] == board}
+
+
+def _final(g, opt, which="loss_mean"):
+    v = g.get(which)
+    return _ratio(v[-1], opt) if v else None
+
+
+def _bias_findings(table, qs, quants, where):
+    """Sentences on a {quantizer: {q: (mean, min, max)}} table of final loss / optimum."""
+    out = []
+    for z in quants:
+        ok = [q for q in qs if table.get(z, {}).get(q) and table[z][q][0] is not None]
+        within = [q for q in ok if all(table[z][k][2] is not None and table[z][k][2] <= 1.01
+                                       for k in ok if k >= q)]
+        lo = min(within) if within else None
+        out.append(f"{z}: every seed ends within 1% of the optimum from q = {lo} on"
+                   if lo is not None else f"{z}: not within 1% of the optimum on every seed "
+                                           f"at any q measured")
+    worse = []
+    for q in qs:
+        d, n = table.get("double", {}).get(q), table.get("naive", {}).get(q)
+        if d and n and d[0] is not None and n[0] is not None and d[0] > n[0] * 1.001:
+            clear = d[1] is not None and n[2] is not None and d[1] > n[2]
+            worse.append(f"q = {q} ({_pct(d[0])} vs {_pct(n[0])}"
+                         + (", every seed" if clear else ", within the seeds' spread") + ")")
+    small = [q for q in qs if q <= 3]
+    for q in small:
+        row = {z: table.get(z, {}).get(q) for z in quants}
+        if all(r and r[0] is not None for r in row.values()):
+            out.append(f"at q = {q}: " + ", ".join(f"{z} {_pct(r[0])}" for z, r in row.items())
+                       + " above the optimum (seed mean)")
+    line = "; ".join(out)
+    neg = ("**Negative:** double ends above naive at " + ", ".join(worse)
+           + f" ({where}): double's unbiased gradient has a larger variance (two independent "
+           "roundings), and where naive's bias is smaller than that variance naive wins.") \
+        if worse else None
+    return line, neg
+
+
+def _section_sources(r: _Report):
+    r.w("## Sources", "",
+        "Every table below names its JSON; the commit is the one the JSON names (`+dirty`: "
+        "uncommitted edits of other engineers in the shared tree; the files the runs import "
+        "are `reference/` and `host/`, and the list says which of them were dirty).", "",
+        "| JSON | command | commit | dirty files the runs import | claims |",
+        "|---|---|---|---|---|")
+    for d in r.docs:
+        dirty = d.get("dirty_files")
+        used = None if dirty is None else [f for f in dirty
+                                           if f.startswith(("reference/", "host/"))]
+        r.w(f"| `{d['_path']}` | `{d.get('command', '?')}` | {d.get('commit') or '?'} | "
+            + ("unknown" if used is None else (", ".join(used) or "none")) + " | "
+            + ", ".join(d["claims"] or ["–"]) + " |")
+    r.w("")
+
+
+def _section_headline(r: _Report):
+    rows = []
+    for d in r.docs:
+        if d["experiment"] != "engine":
+            continue
+        for ds in d["datasets"]:
+            if len(ds.get("runs", [])) and ds["settings"]["epochs"] > 1:
+                for board, s in (ds.get("speedup") or {}).items():
+                    rows.append((d, ds, board, s))
+    if not rows:
+        return
+    r.w("## Headline: speedups per dataset and board", "",
+        "Time to loss ≤ (1 + ε) · optimum (lstsq's training MSE). *vs 32-bit*: the board's "
+        "32-bit `full` mode over its fastest q-bit run; *vs CPU SGD*: the best CPU SGD "
+        "(scikit-learn or NumPy float32, wall time) over the board's fastest run; *with link*: "
+        "the board's time plus the store upload (or the stream) at the UART's floor; *vs lstsq*: "
+        "the direct solver over the board. Board seconds are engine cycles (the cycle model, "
+        "equal to the RTL's counters) at the build report's PLL clock. – : a side never "
+        "reached the target.", "")
+    eps = []
+    for _, ds, _, _ in rows:
+        for k in ds["targets"]:
+            if k not in eps:
+                eps.append(k)
+    head = "| dataset (n × d) | board | " + " | ".join(
+        f"best q-bit vs 32-bit ε={k}" for k in eps) + " | " + " | ".join(
+        f"board vs CPU SGD ε={k} (process time; with link)" for k in eps) + " | " + " | ".join(
+        f"vs lstsq ε={k}" for k in eps) + " | JSON |"
+    r.w(head, "|" + "---|" * (3 + 3 * len(eps)))
+    for d, ds, board, s in rows:
+        cells = [f"{ds['name']} ({ds['n']} × {ds['d']})", board]
+        cells += [f"**{_x(s['vs_32bit'].get(k))}** ({s['best_q'].get(k) or '–'})"
+                  .replace(f"{board} ", "") for k in eps]
+        cells += [f"{_x(s['vs_cpu_sgd'].get(k))} ({_x(s['vs_cpu_sgd_process_time'].get(k))}; "
+                  f"{_x(s['vs_cpu_sgd_with_link'].get(k))})" for k in eps]
+        cells += [_x(s["vs_lstsq"].get(k)) for k in eps]
+        cells.append(f"`{os.path.basename(d['_path'])}`")
+        r.w("| " + " | ".join(cells) + " |")
+    r.w("")
+
+
+def _section_a(r: _Report):
+    eng, ref = r.of("engine", "a"), r.of("sweep", "a")
+    if not eng and not ref:
+        return
+    r.w("## (a) Bias: double vs naive vs deterministic rounding at q = 1..8", "",
+        "The paper: naive rounding (one quantized copy in both factors of the gradient) is "
+        "biased (a ridge term of the rounding variance, docs/reference.md \"Gradients\"), "
+        "deterministic rounding is biased by the nearest-level error, double sampling is "
+        "unbiased. Measured as the final training loss over the least-squares optimum after "
+        "the same epochs, on the **floor grid** (the default: 2^q + 1 levels with 0; "
+        "docs/reference.md \"Grid and rounding\"), default step and decay. Cells: seed mean "
+        "[min, max] of final/optimum.", "")
+    for d in eng:
+        for ds in d["datasets"]:
+            opt = ds["optimum"]
+            for board in ds.get("boards", []):
+                gs = _engine_groups(ds, board)
+                if not gs:
+                    continue
+                quants = [z for z in ("double", "naive", "deterministic")
+                          if any(k[0] == z for k in gs)]
+                qs = sorted({k[1] for k in gs if k[0] != "full"})
+                mode = {g["mode"] for g in gs.values() if g["quantizer"] != "full"}
+                r.w(f"**Engine ({board}, golden), {ds['name']}** ({ds['n']} × {ds['d']}, "
+                    f"{_n(ds['settings']['epochs'], 'epoch')}, "
+                    f"{_n(ds['settings']['seeds'], 'seed')}, "
+                    f"{'/'.join(sorted(mode))} mode): {r.src(d)}; plots "
+                    f"{r.plots(d, ds['name'])}", "")
+                r.w("| q | " + " | ".join(quants) + " |", "|---" * (len(quants) + 1) + "|")
+                table = {}
+                for q in qs:
+                    cells = []
+                    for z in quants:
+                        g = gs.get((z, q))
+                        t = (_final(g, opt), _final(g, opt, "loss_min"),
+                             _final(g, opt, "loss_max")) if g else (None, None, None)
+                        table.setdefault(z, {})[q] = t
+                        cells.append(f"{_f(t[0])} [{_f(t[1])}, {_f(t[2])}]")
+                    r.w(f"| {q} | " + " | ".join(cells) + " |")
+                if ("full", FULL_Q) in gs:
+                    g = gs[("full", FULL_Q)]
+                    r.w(f"| 32-bit `full` | {_f(_final(g, opt))} [{_f(_final(g, opt, 'loss_min'))}"
+                        f", {_f(_final(g, opt, 'loss_max'))}] |" + " |" * (len(quants) - 1))
+                line, neg = _bias_findings(table, qs, quants, f"{board} engine, {ds['name']}")
+                r.w("", f"Measured: {line}.")
+                if neg:
+                    r.w("", neg)
+                if "store" in mode and 8 in qs:
+                    r.w("", "Store mode stores every value once at p = 8 bits and draws the q-bit "
+                            "codes from it on chip (docs/store.md): the stored value's own error "
+                            "(within 2^-8) is the same for every quantizer, so at q = 8 = p the "
+                            "three are one computation (no remainder planes to round) and their "
+                            "shared floor above the optimum is the store's, not the rounding's.")
+                r.w("")
+    for d in ref:
+        for ds in d["datasets"]:
+            opt = ds["optimum"]["reference"]
+            byv = {}
+            for g in ds.get("summary", []):
+                byv.setdefault(g["variant"], {})[g["q"]] = g
+            quants = [v for v in ds["variants"] if v in byv and v != "full"]
+            qs = sorted({q for v in quants for q in byv[v]})
+            r.w(f"**Reference (float64, fresh rounding every epoch, streamed), {ds['name']}** "
+                f"({ds['n']} × {ds['d']}, {ds['model']}, "
+                f"{_n(ds['settings']['epochs'], 'epoch')}, "
+                f"{_n(ds['settings']['seeds'], 'seed')}): {r.src(d)}; plots "
+                f"{r.plots(d, ds['name'] + '_' + ds['model'])}", "")
+            r.w("| q | " + " | ".join(quants) + " |", "|---" * (len(quants) + 1) + "|")
+            table = {}
+            for q in qs:
+                cells = []
+                for v in quants:
+                    g = byv[v].get(q)
+                    t = ((g["final_over_optimum"], g["final_over_optimum_min"],
+                          g["final_over_optimum_max"]) if g else (None, None, None))
+                    table.setdefault(v, {})[q] = t
+                    cells.append(f"{_f(t[0])} [{_f(t[1])}, {_f(t[2])}]")
+                r.w(f"| {q} | " + " | ".join(cells) + " |")
+            line, neg = _bias_findings(table, qs, quants, f"reference, {ds['name']}")
+            r.w("", f"Measured: {line}.")
+            if neg:
+                r.w("", neg)
+            r.w("")
+            del opt
+
+
+def _cycles_row(ds, board):
+    gs = _engine_groups(ds, board)
+    per = {}
+    for (z, q), g in gs.items():
+        E = len(g["cycles"])
+        per[(z, q)] = g["cycles"][-1] / E if E else None
+    return per
+
+
+def _section_b(r: _Report):
+    docs = r.of("engine", "b")
+    if not docs:
+        return
+    r.w("## (b) q-bit vs 32-bit on each board's engine", "",
+        f"The paper: q-bit training up to {PAPER_SPEEDUP_32BIT}x faster than 32-bit on the FPGA. "
+        "Here the same engine runs its q-bit modes and its 32-bit `full` mode (32-bit fixed "
+        "point, streamed) on `golden` with the cycle model's exact cycles; the time to a "
+        "target is a whole number of epochs of each run (losses are measured once per epoch). "
+        "Two figures: the cost of an epoch (data independent) and the time to the target "
+        "(which adds the epochs each needs).", "")
+    best_tt, best_epoch = [], []
+    for d in docs:
+        for ds in d["datasets"]:
+            boards = [b for b in ds.get("boards", []) if _engine_groups(ds, b)]
+            if not boards:
+                continue
+            qs = sorted({g["q"] for g in ds["summary"] if g["kind"] == "engine"
+                         and g["quantizer"] != "full"})
+            r.w(f"**{ds['name']}** ({ds['n']} × {ds['d']}, {ds['model']}, "
+                f"{_n(ds['settings']['epochs'], 'epoch')}, {_n(ds['settings']['seeds'], 'seed')}): "
+                f"{r.src(d)}; plots {r.plots(d, ds['name'])}", "")
+            r.w("Cycles per epoch (double; naive and deterministic stream one plane fewer) "
+                "and the 32-bit mode's cycles over each:", "")
+            r.w("| board (clock) | " + " | ".join(f"q = {q}" for q in qs)
+                + " | 32-bit | 32-bit / q-bit per epoch |", "|---" * (len(qs) + 3) + "|")
+            for b in boards:
+                per = _cycles_row(ds, b)
+                clk = (ds.get("board_clocks") or {}).get(b, {}).get("clock_mhz")
+                full = per.get(("full", FULL_Q))
+                ratios = [full / per[("double", q)] for q in qs
+                          if full and per.get(("double", q))]
+                if ratios:
+                    best_epoch.append((max(ratios), ds["name"], b))
+                r.w(f"| {b} ({clk or '–'} MHz) | "
+                    + " | ".join(f"{per[('double', q)]:,.0f}" if per.get(("double", q)) else "–"
+                                 for q in qs)
+                    + f" | {f'{full:,.0f}' if full else '–'} | "
+                    + (f"{min(ratios):.2f}x (q = {max(qs)}) .. {max(ratios):.2f}x "
+                       f"(q = {min(qs)})" if ratios else "–") + " |")
+            r.w("", "Time to target, ms of board time (seed mean; – : not reached by every "
+                    "seed):",
+                "")
+            eps = ds["targets"]
+            r.w("| board | run | " + " | ".join(f"ε = {k}" for k in eps) + " |",
+                "|---" * (len(eps) + 2) + "|")
+            for b in boards:
+                gs = _engine_groups(ds, b)
+                for key in sorted(gs, key=lambda k: (k[0] == "full", k[1], k[0])):
+                    g = gs[key]
+                    r.w(f"| {b} | {g['label'].replace(b + ' ', '')} | "
+                        + " | ".join(_ms(g["time_to_target"].get(k)) for k in eps) + " |")
+            for b in boards:
+                s = ds["speedup"].get(b) or {}
+                for k in eps:
+                    v = (s.get("vs_32bit") or {}).get(k)
+                    if v:
+                        best_tt.append((v, ds["name"], b, k, s["best_q"][k]))
+            r.w("")
+    if best_tt or best_epoch:
+        r.w("What this says:", "")
+        if best_tt:
+            v, name, b, k, lab = max(best_tt)
+            below = v < PAPER_SPEEDUP_32BIT
+            r.w(f"* The largest q-bit vs 32-bit speedup to a target measured here is **{v:.2f}x** "
+                f"({name}, {b}, ε = {k}, {lab}), "
+                + (f"below the paper's \"up to {PAPER_SPEEDUP_32BIT}x\" (a negative result for "
+                   f"these datasets and engines)." if below else
+                   f"at or above the paper's {PAPER_SPEEDUP_32BIT}x."))
+            lo = min(best_tt)
+            r.w(f"* The smallest: {lo[0]:.2f}x ({lo[1]}, {lo[2]}, ε = {lo[3]}).")
+        if best_epoch:
+            v, name, b = max(best_epoch)
+            r.w(f"* Per epoch the 32-bit mode costs up to {v:.2f}x the cycles of the cheapest "
+                f"q-bit mode ({name}, {b}): the bound on any time-to-target speedup at equal "
+                "epochs. The lane-serial iCEBreaker engine pays per plane, so its ratio follows "
+                "the bits (32 / (q + 2) for double); the parallel ULX3S engine adds a fixed "
+                "latency per sample and chunk, so at small d its ratio is far below the bits' "
+                "(the scaling section shows it growing with d).")
+        r.w("* A time-to-target speedup is smaller than the per-epoch ratio whenever the "
+            "q-bit run needs more epochs than the 32-bit one (q = 2 does), and the best q is "
+            "the one balancing the two (see the time-to-target tables).", "")
+
+
+def _section_c(r: _Report):
+    docs = r.of("sweep", "c")
+    if not docs:
+        return
+    r.w("## (c) Variance-optimal vs uniform levels: bits moved to a target", "",
+        f"The paper: variance-optimal quantization levels save up to {PAPER_LEVELS_SAVING}x "
+        "more data movement than uniform levels. Measured on the **reference** (`--levels "
+        "optimal`: one table of 2^q levels for all features, chosen from the training data, "
+        "docs/reference.md \"Variance-optimal levels\"); the engine has no level tables yet, "
+        "so this is a statement about the maths, not about a board. Uniform levels in two "
+        "forms: the floor grid (the default, 2^q + 1 levels with 0) and the symmetric grid "
+        "(2^q levels, as many as the table). Bits per value and epoch are counted the same "
+        "for all three: the shared interval index (q bits) plus a carry bit per copy, so q + 2 "
+        "for double sampling (the reference's own `bits_moved` charges 2q for a table or the "
+        "symmetric grid). Bits to a target = bits per epoch × the first epoch whose loss is "
+        "within (1 + ε) of the optimum, for every seed (mean); the best over q = the fewest "
+        "bits any q needs.", "")
+    savings, variance_cuts = [], []
+    for d in docs:
+        for ds in d["datasets"]:
+            byv = {}
+            for g in ds.get("summary", []):
+                byv.setdefault(g["variant"], {})[g["q"]] = g
+            vs = [v for v in ds["variants"] if v in byv and v.split(":")[0] != "full"]
+            qs = sorted({q for v in vs for q in byv[v]})
+            labels = {v: next(iter(byv[v].values()))["label"] for v in vs}
+            for v in vs:
+                pv = parse_variant(v)
+                if pv["levels"] == "uniform" and pv["grid"] == "floor":
+                    labels[v] += ", uniform floor grid"
+            r.w(f"**{ds['name']}** ({ds['n']} × {ds['d']}, {ds['model']}, "
+                f"{_n(ds['settings']['epochs'], 'epoch')}, {_n(ds['settings']['seeds'], 'seed')}): "
+                f"{r.src(d)}; plots {r.plots(d, ds['name'] + '_' + ds['model'])}", "")
+            eps = ds["targets"]
+            r.w("Fewest bits to the target over q (the q that does it), and uniform's over "
+                "optimal's:", "")
+            r.w("| levels | " + " | ".join(f"ε = {k}" for k in eps) + " |",
+                "|---" * (len(eps) + 1) + "|")
+            best = ds.get("best_bits_to_target", {})
+            opt_v = next((v for v in vs if parse_variant(v)["levels"] == "optimal"), None)
+            for v in vs:
+                cells = []
+                for k in eps:
+                    b = (best.get(v) or {}).get(k)
+                    o = (best.get(opt_v) or {}).get(k) if opt_v else None
+                    cell = "not reached" if b is None else f"{_bits(b['bits'])} (q = {b['q']})"
+                    if b and o and v != opt_v:
+                        ratio = b["bits"] / o["bits"]
+                        cell += f", {ratio:.2f}x optimal's"
+                        savings.append((ratio, ds["name"], k, labels[v]))
+                    cells.append(cell)
+                r.w(f"| {labels[v]} | " + " | ".join(cells) + " |")
+            rv = ds.get("rounding_variance") or {}
+            r.w("", "Final loss / optimum per q (seed mean) and, in brackets, the mean "
+                    "variance of one stochastic rounding of the prepared data's values on "
+                    "those levels (what the levels are chosen to minimize):", "")
+            r.w("| q | " + " | ".join(labels[v] for v in vs) + " |", "|---" * (len(vs) + 1) + "|")
+            for q in qs:
+                r.w(f"| {q} | " + " | ".join(
+                    _f((byv[v].get(q) or {}).get("final_over_optimum"))
+                    + (f" [{rv[v][str(q)]:.2e}]" if (rv.get(v) or {}).get(str(q)) is not None
+                       else "") for v in vs) + " |")
+            r.w("")
+            opt_v = next((v for v in vs if parse_variant(v)["levels"] == "optimal"), None)
+            for v in vs:
+                if v != opt_v and opt_v and rv.get(v) and rv.get(opt_v):
+                    cut = [rv[v][str(q)] / rv[opt_v][str(q)] for q in qs
+                           if rv[v].get(str(q)) and rv[opt_v].get(str(q))]
+                    if cut:
+                        variance_cuts.append((min(cut), max(cut), ds["name"], labels[v]))
+    if savings:
+        hi = max(savings)
+        lo = min(savings)
+        r.w("What this says:", "",
+            f"* Uniform levels need between {lo[0]:.2f}x ({lo[1]}, ε = {lo[2]}, {lo[3]}) and "
+            f"{hi[0]:.2f}x ({hi[1]}, ε = {hi[2]}, {hi[3]}) the bits of optimal levels to reach a "
+            "target (above 1: optimal levels move fewer bits). "
+            + (f"The paper's {PAPER_LEVELS_SAVING}x is "
+               + ("reached." if hi[0] >= PAPER_LEVELS_SAVING else
+                  "not reached on these sets (a negative result).")))
+        for lo_, hi_, name, lab in variance_cuts:
+            r.w(f"* {name}: {lab} rounds with {lo_:.2f}x .. {hi_:.2f}x the variance of the "
+                "optimal table over the q measured.")
+        if variance_cuts:
+            r.w("* The floor grid has 2^q + 1 levels, one more than the table's 2^q, at the "
+                "same q + 2 bits per double-sampled value (the copies share the floor t, q bits, "
+                "and add a carry each), so at small q it can round with less variance than the "
+                "best table of 2^q levels; the data are whitened (docs/reference.md), most "
+                "values near 0, where the floor grid has a level. A lower variance shortens "
+                "the epochs to a target only where the rounding noise, not the step schedule, "
+                "sets the pace.")
+        r.w("* The granularity is an epoch: a saving shows only when it moves the target to a "
+            "smaller q or into an earlier epoch.", "")
+
+
+def _section_d(r: _Report):
+    docs = r.of("sweep", "d")
+    if not docs:
+        return
+    r.w("## (d) svm and logistic: double with Chebyshev vs naive vs refetch", "",
+        "The paper: for non-linear models 8 bits are often enough, and double sampling (with "
+        "a polynomial approximation of the loss's derivative) is not always better than naive "
+        "rounding there. Measured on the **reference** (the engine trains the squared loss "
+        "only): `double` = the Chebyshev estimator of degree K (one gradient copy and K "
+        "independent dot copies; its bias is the polynomial's interpolation error), `naive` = "
+        "one stochastic copy in both places, `naive:refetch` = one copy and the row refetched "
+        "at full precision whenever its low-precision dot cannot decide the loss's derivative "
+        "(hinge: exact, so unbiased; logistic: when it may move by more than 0.02), and `full` "
+        "= 32-bit SGD with the same schedule. Loss = the model's training loss (mean hinge or "
+        "logistic loss on the prepared data); the cells give it over the 32-bit run's "
+        "(seed means), then the training accuracy. Bits: q + copies per value and epoch "
+        "(Chebyshev: q + 1 + K), refetched rows at 32 bits per value, over the 32-bit run's "
+        "bits.", "")
+    facts = []
+    for d in docs:
+        for ds in d["datasets"]:
+            byv = {}
+            for g in ds.get("summary", []):
+                byv.setdefault(g["variant"], {})[g["q"]] = g
+            vs = [v for v in ds["variants"] if v in byv and v.split(":")[0] != "full"]
+            full = next((g for v, gq in byv.items() if v.split(":")[0] == "full"
+                         for g in gq.values()), None)
+            qs = sorted({q for v in vs for q in byv[v]})
+            labels = {v: next(iter(byv[v].values()))["label"] for v in vs}
+            opt = ds["optimum"]
+            r.w(f"**{ds['name']}, {ds['model']}** ({ds['n']} × {ds['d']}, "
+                f"{_n(ds['settings']['epochs'], 'epoch')}, {_n(ds['settings']['seeds'], 'seed')}): "
+                f"{r.src(d)}; plots {r.plots(d, ds['name'] + '_' + ds['model'])}. "
+                f"32-bit SGD: loss {_f(full and full['final_loss_mean'])}, accuracy "
+                f"{_f(full and full['accuracy_mean'])}; the solver ({opt['solver']}): loss "
+                f"{_f(opt['loss'], 4)}, accuracy {_f(opt['accuracy'])}"
+                + (" (separable: the loss's infimum is 0)" if opt.get("separable") else "")
+                + ".", "")
+            r.w("| q | " + " | ".join(f"{labels[v]}: loss / 32-bit, accuracy, bits / 32-bit"
+                                      for v in vs) + " |", "|---" * (len(vs) + 1) + "|")
+            fb = full["bits_total_mean"] if full else None
+            for q in qs:
+                cells = []
+                for v in vs:
+                    g = byv[v].get(q)
+                    if not g:
+                        cells.append("–")
+                        continue
+                    cell = (f"{_f(g['final_over_full'], 3)}, {_f(g['accuracy_mean'], 3)}, "
+                            f"{_f(fb and g['bits_total_mean'] / fb, 2)}")
+                    if parse_variant(v)["refetch"]:
+                        cell += f" ({g['refetch_share'] * 100:.0f}% refetched)"
+                    cells.append(cell)
+                r.w(f"| {q} | " + " | ".join(cells) + " |")
+            r.w("")
+            facts.append((ds, byv, vs, labels, full))
+    if not facts:
+        return
+    r.w("What this says:", "")
+    for ds, byv, vs, labels, full in facts:
+        dbl = next((v for v in vs if v == "double"), None)
+        nv = next((v for v in vs if v == "naive"), None)
+        rf = next((v for v in vs if parse_variant(v)["refetch"]), None)
+        parts = []
+        if dbl and nv:
+            qs = sorted(set(byv[dbl]) & set(byv[nv]))
+            nb = [q for q in qs if (byv[nv][q]["final_loss_mean"] or math.inf)
+                  < (byv[dbl][q]["final_loss_mean"] or math.inf)]
+            if nb:
+                parts.append("naive ends with a lower loss than Chebyshev double at q = "
+                             + ", ".join(map(str, nb))
+                             + (" (every q measured)" if len(nb) == len(qs) else ""))
+            else:
+                parts.append("Chebyshev double ends with a lower loss than naive at every q")
+            hi = max(qs)
+            parts.append(f"at q = {hi} double ends at {_f(byv[dbl][hi]['final_over_full'], 3)}x "
+                         f"the 32-bit loss (the polynomial's bias) and naive at "
+                         f"{_f(byv[nv][hi]['final_over_full'], 3)}x")
+            ok = [q for q in qs if all(byv[nv][k]["final_over_full"] is not None
+                                       and byv[nv][k]["final_over_full"] <= 1.01
+                                       for k in qs if k >= q)]
+            parts.append(f"naive is within 1% of the 32-bit loss from q = {min(ok)} on"
+                         if ok else "naive is not within 1% of the 32-bit loss at any q measured")
+            okd = [q for q in qs if all(byv[dbl][k]["final_over_full"] is not None
+                                        and byv[dbl][k]["final_over_full"] <= 1.01
+                                        for k in qs if k >= q)]
+            if not okd:
+                parts.append("double is not within 1% at any q (negative: the bias of the "
+                             "degree-K polynomial does not shrink with q)")
+        if rf:
+            shares = {q: g["refetch_share"] for q, g in byv[rf].items()}
+            fb = full["bits_total_mean"] if full else None
+            more = [q for q, g in sorted(byv[rf].items()) if fb and g["bits_total_mean"] > fb]
+            parts.append("refetch re-reads " + ", ".join(
+                f"{shares[q] * 100:.0f}% of the rows at q = {q}" for q in sorted(shares))
+                + ("" if not more else
+                   " — so it moves more bits than 32-bit SGD at q = " + ", ".join(map(str, more))
+                   + " (negative: the worst-case bound δ‖x‖₁ on the dot's error decides "
+                     "too few rows)"))
+        r.w(f"* **{ds['name']}, {ds['model']}**: " + "; ".join(parts) + ".")
+    r.w("")
+
+
+def _section_datasets(r: _Report):
+    merged = {}
+    for d in r.docs:
+        for ds in d["datasets"]:
+            merged.setdefault((ds["name"], ds.get("model")), (ds, []))[1].append(
+                f"`{os.path.basename(d['_path'])}`")
+    if not merged:
+        return
+    r.w("## Datasets", "",
+        "The engine trains the squared loss only, so every engine run on a ±1 classification "
+        "set is `lssvm` (least squares on the ±1 labels, lam = 0) and its accuracy is not "
+        "reported by `zipml experiment`; svm and logistic run on the reference (claim d). "
+        "Every set is prepared the same way (`zipml.host.problem.prepare`: centred, whitened, "
+        "scaled into [-1, 1], an intercept column; d counts it).", "",
+        "| dataset | source | n × d | task | model | JSON |", "|---|---|---|---|---|---|")
+    for ds, files in merged.values():
+        src = ds.get("source", ds["name"])
+        if ds.get("file_sha256"):
+            src = f"svmlight file `{src}` (sha256 {ds['file_sha256'][:12]}…)"
+        elif str(src).startswith("synthetic:"):
+            src = f"`--synthetic {src.split(':', 1)[1]}`"
+        elif src in datasets.BUNDLED:
+            src = f"bundled `{src}`"
+        r.w(f"| {ds['name']} | {src} | {ds['n']} × {ds['d']} | {ds['task']} | "
+            f"{ds.get('model', '–')} | {', '.join(dict.fromkeys(files))} |")
+    r.w("", "The svmlight file is a user's file in every respect but its origin: `zipml "
+            "experiment svmlight-example PATH` writes it (scikit-learn's `make_regression("
+        + ", ".join(f"{k}={v}" for k, v in SVMLIGHT_EXAMPLE.items())
+        + ")`: 20 correlated columns of effective rank 5, label noise 0.5, through "
+          "`dump_svmlight_file`), and the experiments read it back as any svmlight file. "
+          "Synthetic sets (`--synthetic N,D,SEED`): X ~ N(0, 1), y = Xw + N(0, 0.1²), "
+          "w ~ N(0, 1/D).", "")
+
+
+def _section_scaling(r: _Report):
+    docs = [d for d in r.of("engine", "scaling") if d.get("scaling")]
+    if not docs:
+        return
+    r.w("## Scaling: engine cycles per epoch vs d, per board", "",
+        "One epoch per run (the engine's cycles are data independent, so one measures them), "
+        "synthetic sets of n samples and d = D + 1 features up to each board's D_MAX "
+        "(iCEBreaker 1024, ULX3S 4096). Cycles per sample and epoch (the epoch's cycles / n), "
+        "board milliseconds per epoch, the CPU's wall milliseconds per epoch (the same n × d, "
+        "same process; scikit-learn's `partial_fit` and the NumPy float32 minibatch loop).", "")
+    for d in docs:
+        rows = d["scaling"]
+        r.w(f"{r.src(d)}; plot {r.plots(d, 'scaling')}", "")
+        boards = sorted({x["board"] for x in rows if x["kind"] == "engine"})
+        keys = sorted({(x["quantizer"], x["q"]) for x in rows if x["kind"] == "engine"},
+                      key=lambda k: (k[0] == "full", k[1], k[0]))
+        keys = [k for k in keys if k[0] in ("double", "full")]
+        dvals = sorted({x["d"] for x in rows})
+        for b in boards:
+            r.w(f"**{b}**: cycles per sample (ms per epoch)", "")
+            r.w("| d | n | " + " | ".join(
+                ("32-bit" if z == "full" else f"{z} q = {q}") for z, q in keys)
+                + " | 32-bit / double q-bit per epoch |", "|---" * (len(keys) + 3) + "|")
+            for dv in dvals:
+                at = [x for x in rows if x["d"] == dv and x.get("board") == b]
+                n = next((x["n"] for x in rows if x["d"] == dv), "?")
+                skip = next((x for x in at if x["kind"] == "skipped"), None)
+                if skip:
+                    r.w(f"| {dv} | {n} | skipped: {skip['reason']} |" + " |" * (len(keys)))
+                    continue
+                cells, per = [], {}
+                for z, q in keys:
+                    x = next((x for x in at if x["kind"] == "engine" and x["quantizer"] == z
+                              and x["q"] == q), None)
+                    f = next((x for x in at if x["kind"] == "failed" and x["quantizer"] == z
+                              and x["q"] == q), None)
+                    if x:
+                        per[(z, q)] = x["cycles_per_epoch"]
+                        cells.append(f"{x['cycles_per_sample']:,.1f} "
+                                     f"({_ms(x['seconds_per_epoch'])})")
+                    elif f:
+                        cells.append("failed: " + f["reason"].split(": ", 1)[-1])
+                    else:
+                        cells.append("–")
+                full = per.get(("full", FULL_Q))
+                rat = [full / v for (z, q), v in per.items() if z == "double" and full]
+                cells.append("–" if not rat else f"{min(rat):.2f}x" if len(set(rat)) == 1
+                             else f"{min(rat):.2f}x .. {max(rat):.2f}x")
+                r.w(f"| {dv} | {n} | " + " | ".join(cells) + " |")
+            r.w("")
+        cpu = sorted({x["name"] for x in rows if x["kind"] == "cpu"})
+        if cpu:
+            r.w("CPU, wall ms per epoch:", "", "| d | " + " | ".join(cpu) + " |",
+                "|---" * (len(cpu) + 1) + "|")
+            for dv in dvals:
+                r.w(f"| {dv} | " + " | ".join(
+                    _ms(next((x["seconds_per_epoch"] for x in rows if x["d"] == dv
+                              and x["kind"] == "cpu" and x["name"] == c), None)) for c in cpu)
+                    + " |")
+            r.w("")
+
+
+def write_report(paths, md_path, command) -> str:
+    """docs/results.md: the sections of :data:`CLAIMS` from the JSON reports ``paths``."""
+    r = _Report(sorted(paths), md_path)
+    r.w("# Results: the paper's claims, measured", "",
+        f"<!-- generated by `{command}`; do not edit: `make experiments` reruns the "
+        "experiments and regenerates this file -->", "",
+        f"Generated by `{command}` from the JSON reports of `zipml experiment` (engine runs on "
+        "`golden` with the cycle model's exact cycles, CPU baselines) and `zipml experiment "
+        "sweep` (the float reference); `make experiments` reruns all of them (minutes each on "
+        "a 2-core machine) and then this command. Method: docs/experiment.md; options and "
+        "JSON schema: docs/cli.md, \"zipml experiment\". The paper's claims (issue 9): (a) "
+        "double sampling removes naive rounding's bias; (b) q-bit training on the FPGA up to "
+        f"{PAPER_SPEEDUP_32BIT}x faster than 32-bit; (c) variance-optimal levels save up to "
+        f"{PAPER_LEVELS_SAVING}x data movement over uniform ones; (d) for non-linear models 8 "
+        "bits are often enough and double sampling is not always better than naive rounding.",
+        "")
+    _section_sources(r)
+    _section_headline(r)
+    _section_a(r)
+    _section_b(r)
+    _section_c(r)
+    _section_d(r)
+    _section_datasets(r)
+    _section_scaling(r)
+    other = [d for d in r.docs if not set(d["claims"]) & set(CLAIMS)]
+    if other:
+        r.w("## Other reports", "", *[f"* {r.src(d)}: `{d.get('command', '?')}`" for d in other],
+            "")
+    text = "\n".join(r.out).rstrip() + "\n"
+    os.makedirs(os.path.dirname(os.path.abspath(md_path)), exist_ok=True)
+    with open(md_path, "w") as f:
+        f.write(text)
+    return md_path
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    sub = argv[0] if argv and not os.path.exists(argv[0]) else None
+    if sub == "sweep":
+        try:
+            args = build_sweep_parser().parse_args(argv[1:])
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 2
+        doc = run_sweep(args, argv[1:])
+        _print_sweep(doc)
+        print(f"wrote {args.json} and the plots in {args.plots}")
+        return 0
+    if sub == "svmlight-example":
+        if len(argv) != 2:
+            raise ValueError("usage: zipml experiment svmlight-example PATH")
+        print(f"wrote {svmlight_example(argv[1])} (sklearn.datasets.make_regression("
+              + ", ".join(f"{k}={v}" for k, v in SVMLIGHT_EXAMPLE.items()) + "))")
+        return 0
+    if sub == "report":
+        try:
+            args = build_report_parser().parse_args(argv[1:])
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 2
+        write_report(args.json, args.md, " ".join(["zipml experiment", *map(shlex.quote, argv)]))
+        print(f"wrote {args.md}")
+        return 0
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
