@@ -1415,11 +1415,13 @@ def plot_sweep(ds: dict, folder) -> list:
     fig = Figure(figsize=(5.2 * len(targets), 4.2), dpi=100)
     axes = np.atleast_1d(fig.subplots(1, len(targets)))
     for ax, k in zip(axes, targets):
+        reached = False
         for i, (spec, gs) in enumerate(byv.items()):
             if parse_variant(spec)["refetch"]:
                 continue
             qs = [g["q"] for g in gs]
             bits = [g["bits_to_target"][k] for g in gs]
+            reached = reached or any(b is not None for b in bits)
             if spec.split(":")[0] == "full":
                 if bits[0] is not None:
                     ax.axhline(bits[0], color="k", lw=1.5, label="full (32-bit)")
@@ -1428,9 +1430,17 @@ def plot_sweep(ds: dict, folder) -> list:
                     ms=4, label=gs[0]["label"])
             for qq, b in zip(qs, bits):
                 if b is None:
-                    ax.text(qq, 0.02, "x", color=f"C{i}", ha="center",
+                    ax.text(qq, 0.02, "x", color=f"C{i}", ha="center", clip_on=True,
                             transform=ax.get_xaxis_transform())
-        ax.set_yscale("log")
+        allq = sorted({g["q"] for gs in byv.values() for g in gs if g["q"] != FULL_Q})
+        if allq:
+            ax.set_xlim(allq[0] - 0.5, allq[-1] + 0.5)
+        if reached:
+            ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no run reached this target", ha="center",
+                    transform=ax.transAxes)
+            ax.set_yticks([])
         ax.set_xlabel("q (bits)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("bits streamed to target (seed mean)")
