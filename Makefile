@@ -57,9 +57,9 @@ XR := results/experiments
 experiments: $(STAMP)
 	$(XP) svmlight-example build/experiments/lowrank_2000x20.svm
 	$(XP) diabetes --bits 1,2,3,4,5,6,7,8 --claim a,b --json $(XR)/engine_diabetes.json --plots $(XR)/engine_diabetes --quiet
-	$(XP) breast_cancer digits --claim b,datasets --json $(XR)/engine_classification.json --plots $(XR)/engine_classification --quiet
-	$(XP) build/experiments/lowrank_2000x20.svm --claim b,datasets --json $(XR)/engine_svmlight.json --plots $(XR)/engine_svmlight --quiet
-	$(XP) $(foreach D,15 63 255 1023 4095,--synthetic 8192,$(D),0) --quantizers double,naive,full --epochs 1 --seeds 1 --claim scaling --json $(XR)/engine_scaling.json --plots $(XR)/engine_scaling --quiet
+	$(XP) breast_cancer --claim b,datasets --json $(XR)/engine_classification.json --plots $(XR)/engine_classification --quiet
+	$(XP) build/experiments/lowrank_2000x20.svm --quantizers double,naive,full --seeds 2 --claim b,datasets --json $(XR)/engine_svmlight.json --plots $(XR)/engine_svmlight --quiet
+	$(XP) $(foreach D,15 63 255 1023 4095,--synthetic 4096,$(D),0) --quantizers double,naive,full --epochs 1 --seeds 1 --claim scaling --json $(XR)/engine_scaling.json --plots $(XR)/engine_scaling --quiet
 	$(XP) sweep diabetes build/experiments/lowrank_2000x20.svm --seeds 5 --claim a --json $(XR)/reference_bias.json --plots $(XR)/reference_bias --quiet
 	$(XP) sweep diabetes build/experiments/lowrank_2000x20.svm --variants double,double:grid=symmetric,double:levels=optimal --claim c --json $(XR)/reference_levels.json --plots $(XR)/reference_levels --quiet
 	$(XP) sweep breast_cancer digits --model svm,logistic --variants double,naive,naive:refetch,full --bits 2,3,4,6,8 --claim d --json $(XR)/reference_nonlinear.json --plots $(XR)/reference_nonlinear --quiet
