@@ -1727,6 +1727,8 @@ def _bias_findings(table, qs, quants, where):
         if all(r and r[0] is not None for r in row.values()):
             out.append(f"at q = {q}: " + ", ".join(f"{z} {_pct(r[0])}" for z, r in row.items())
                        + " above the optimum (seed mean)")
+    if not worse and "double" in table and "naive" in table:
+        out.append("double ends at or below naive at every q measured")
     line = "; ".join(out)
     neg = ("**Negative:** double ends above naive at " + ", ".join(worse)
            + f" ({where}): double's unbiased gradient has a larger variance (two independent "
