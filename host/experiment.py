@@ -1793,6 +1793,28 @@ def _section_headline(r: _Report):
         cells.append(f"`{os.path.basename(d['_path'])}`")
         r.w("| " + " | ".join(cells) + " |")
     r.w("")
+    for k in eps:
+        pairs = [(ds["name"], board, s) for _, ds, board, s in rows if k in ds["targets"]]
+
+        def count(key, pred):
+            return [f"{n} {b}" for n, b, s in pairs if s[key].get(k) is not None
+                    and pred(s[key][k])]
+        faster = count("vs_cpu_sgd", lambda v: v > 1)
+        slower = count("vs_cpu_sgd", lambda v: v < 1)
+        lstsq = count("vs_lstsq", lambda v: v < 1)
+        link = count("vs_cpu_sgd_with_link", lambda v: v < 1)
+        r.w(f"At ε = {k}: the board's engine reaches the target before the best CPU SGD on "
+            + (", ".join(faster) or "no pair") + "; after it on "
+            + (", ".join(slower) or "no pair") + ". The direct solver (lstsq) is faster than "
+            "the board on " + (", ".join(lstsq) or "no pair") + "; with the UART's floor "
+            "for the upload or the stream added, the board is slower than the CPU SGD on "
+            + (", ".join(link) or "no pair") + ".", "")
+    loads = sorted({round(x, 1) for d in r.docs if d["experiment"] == "engine"
+                    for x in (d.get("host") or {}).get("load_average_start", [])[:1]})
+    r.w("The CPU figures are wall times of one process on a shared 2-core machine (load "
+        f"averages {', '.join(map(str, loads)) or '?'} at the starts: an FPGA build and "
+        "benchmarks ran beside them), process times in brackets; the CPU SGD is Python-driven "
+        "(scikit-learn's `partial_fit`, a NumPy loop per sample), far from the CPU's limit.", "")
 
 
 def _section_a(r: _Report):
