@@ -21,8 +21,10 @@ def test_bench_host_schema(tmp_path):
         # 256-byte payloads + 4 header + 2 CRC + 2 flag bytes at 10 wire bits per byte is the
         # best case; stuffing and the short last frame only lower it
         assert 0.74 < r["payload_share"] <= 8 * 256 / (10 * (256 + 8))
-        mode = 0 if r["quantizer"] == "double" else 1
-        assert r["words"] == pack.segment_words(40, 20, r["q"], 32, 1, mode)
+        # the floor grid (the default) packs double's dot group as q planes of t and two
+        # carries, no grad groups; full streams 32-bit fixed point on the symmetric grid
+        group = r["q"] + 2 if r["quantizer"] == "double" else r["q"]
+        assert r["words"] == pack.segment_words(40, 20, group, 32, 1, 1)
 
 
 def test_bench_engine_cli_writes_rows(tmp_path):
