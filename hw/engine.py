@@ -125,10 +125,12 @@ class Engine(wiring.Component):
 
     def __init__(self, W=32, D_MAX=4096, B_MAX=8, BUF_DEPTH=2 * 8 * 128 * 8, L2=True,
                  loss="squared"):
+        self._MustUse__silence = True  # no "never used" warning for a rejected instance
         members = engine_members("Engine", W, D_MAX, B_MAX, BUF_DEPTH)
         self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH = W, D_MAX, B_MAX, BUF_DEPTH
         self.L2 = bool(L2)
         self.Loss = loss_stage(loss)
+        self._MustUse__silence = False
         self.C_MAX = D_MAX // W
         self.LW = -(-32 // W)
         self.dot_latency = PlaneDot.latency(W)

@@ -71,10 +71,12 @@ class SerialEngine(wiring.Component):
     ARCH_CODE = 1
 
     def __init__(self, W=8, D_MAX=2048, B_MAX=8, BUF_DEPTH=256, L2=True, loss="squared"):
+        self._MustUse__silence = True  # no "never used" warning for a rejected instance
         members = engine_members("SerialEngine", W, D_MAX, B_MAX, BUF_DEPTH)
         self.W, self.D_MAX, self.B_MAX, self.BUF_DEPTH = W, D_MAX, B_MAX, BUF_DEPTH
         self.L2 = bool(L2)
         self.Loss = loss_stage(loss)
+        self._MustUse__silence = False
         self.C_MAX = D_MAX // W
         self.LW = -(-32 // W)
         self.T_LATENCY = self.t_latency(W, self.Loss)
