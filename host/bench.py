@@ -11,8 +11,9 @@ quantize, pack), and writes rows::
 
 with ``bits_in = words * W`` (every stream bit: headers, labels, planes) and
 ``efficiency = bits_in / (W * cycles) = words / cycles`` over the epoch (the engine's own
-``cycles`` counter: from the first word to idle). Single-sample quantizers (mode 1) replay each
-dot group from the code buffer as a grad group (``replay_words``, beside the stream's dot
+``cycles`` counter: from the first word to idle). On the floor grid (the default) and for the
+symmetric grid's single-sample quantizers, the engine replays each buffered dot group from the
+code buffer as a grad group (``replay_words``, beside the stream's dot
 words); the segment's last pass is replay only, which bounds their efficiency for short
 segments (docs/bench.md). The source never pauses, so every lost cycle
 is the engine's. It also writes the simulator's cycles per second, and merges Fmax and
@@ -53,7 +54,7 @@ import numpy as np
 
 from ..hw.protocol import MAX_PAYLOAD, Command, encode_frame
 from ..reference.engine_job import EngineJob
-from ..reference.golden import ARCHS, EngineConfig
+from ..reference.golden import ARCHS, EngineConfig, buffered, group_planes
 from ..reference.quantize import QUANTIZERS
 from ..sim import engine_rtl
 from .files import write_json
@@ -138,9 +139,10 @@ def engine_rows(config: EngineConfig, *, quantizers=QUANTIZERS, qs=DEFAULT_Q, ds
         dt = time.perf_counter() - t
         total_cycles += res.cycles
         total_seconds += dt
-        # mode 1 replays every dot group from the code buffer as the next pass's grad group:
-        # plane words the engine processes that never cross the bus
-        replay = n * -(-d // config.W) * regs.q if regs.mode == 1 else 0
+        # buffered grads (floor grid, symmetric mode 1): every dot group comes back from the
+        # code buffer as the next pass's grad group: plane words that never cross the bus
+        replay = (n * -(-d // config.W) * group_planes(regs.q, regs.grid)
+                  if buffered(regs.mode, regs.grid) else 0)
         rows.append({**base, "words": int(res.words), "bits_in": int(res.words) * config.W,
                      "cycles": int(res.cycles), "stall_cycles": int(res.stall_cycles),
                      "efficiency": round(res.words / res.cycles, 5),

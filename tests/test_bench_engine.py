@@ -42,13 +42,16 @@ def test_bench_engine_cli_writes_rows(tmp_path):
     assert {s["d"] for s in rep["skipped"]} == {2000}
     for r in rows:
         assert set(r) == ENGINE_KEYS
-        mode = 0 if r["quantizer"] == "double" else 1
-        assert r["words"] == pack.segment_words(5, r["d"], r["q"], 32, r["B"], mode)
+        # floor grid (default): double's dot group is t, delta_dot, delta_grad and every grad
+        # group comes from the buffer (q + 1 words); full streams on the symmetric grid
+        floor = r["quantizer"] == "double"
+        group = r["q"] + 2 if floor else r["q"]
+        assert r["words"] == pack.segment_words(5, r["d"], group, 32, r["B"], 1)
         assert r["bits_in"] == 32 * r["words"]
         assert r["cycles"] >= r["words"] + r["stall_cycles"]
         assert r["efficiency"] == pytest.approx(r["words"] / r["cycles"], abs=1e-5)
-        # mode 1 replays n * C * q plane words from the buffer
+        # the buffer replays n * C * (planes per group) words
         C = -(-r["d"] // 32)
-        assert r["replay_words"] == (5 * C * r["q"] if mode == 1 else 0)
+        assert r["replay_words"] == 5 * C * (r["q"] + 1 if floor else r["q"])
     assert rep["simulator"]["cycles_per_s"] > 0
     assert rep["pnr"] == []
