@@ -2257,6 +2257,7 @@ def _section_scaling(r: _Report):
         "same process; scikit-learn's `partial_fit` and the NumPy float32 minibatch loop).", "")
     for d in docs:
         rows = d["scaling"]
+        ratio2, cps, fails = {}, {}, []
         r.w(f"{r.src(d)}; plot {r.plots(d, 'scaling')}", "")
         boards = sorted({x["board"] for x in rows if x["kind"] == "engine"})
         keys = sorted({(x["quantizer"], x["q"]) for x in rows if x["kind"] == "engine"},
@@ -2283,28 +2284,61 @@ def _section_scaling(r: _Report):
                               and x["q"] == q), None)
                     if x:
                         per[(z, q)] = x["cycles_per_epoch"]
-                        cells.append(f"{x['cycles_per_sample']:,.1f} "
-                                     f"({_ms(x['seconds_per_epoch'])})")
+                        c = x["cycles_per_sample"]
+                        cells.append((f"{c:,.0f}" if c >= 100 else f"{c:.1f}")
+                                     + f" ({_ms(x['seconds_per_epoch'])})")
                     elif f:
                         cells.append("failed: " + f["reason"].split(": ", 1)[-1])
                     else:
                         cells.append("–")
                 full = per.get(("full", FULL_Q))
-                rat = [full / v for (z, q), v in per.items() if z == "double" and full]
-                cells.append("–" if not rat else f"{min(rat):.2f}x" if len(set(rat)) == 1
-                             else f"{min(rat):.2f}x .. {max(rat):.2f}x")
+                rat = sorted((full / v, q) for (z, q), v in per.items() if z == "double" and full)
+                cells.append("–" if not rat else f"{rat[0][0]:.2f}x (q = {rat[0][1]})"
+                             if len(rat) == 1 else f"{rat[0][0]:.2f}x (q = {rat[0][1]}) .. "
+                             f"{rat[-1][0]:.2f}x (q = {rat[-1][1]})")
+                if full and per.get(("double", 2)):
+                    ratio2.setdefault(b, []).append((dv, full / per[("double", 2)]))
+                if per.get(("double", 2)):
+                    cps.setdefault(b, []).append(
+                        (dv, per[("double", 2)] / n,
+                         next(x["seconds_per_epoch"] for x in at if x["kind"] == "engine"
+                              and x["quantizer"] == "double" and x["q"] == 2)))
+                fails.extend(f"{b} at d = {dv}: {c.split(': ', 1)[-1]}" for c in cells
+                             if c.startswith("failed: "))
                 r.w(f"| {dv} | {n} | " + " | ".join(cells) + " |")
             r.w("")
         cpu = sorted({x["name"] for x in rows if x["kind"] == "cpu"})
+        cpu_ms = {}
         if cpu:
             r.w("CPU, wall ms per epoch:", "", "| d | " + " | ".join(cpu) + " |",
                 "|---" * (len(cpu) + 1) + "|")
             for dv in dvals:
-                r.w(f"| {dv} | " + " | ".join(
-                    _ms(next((x["seconds_per_epoch"] for x in rows if x["d"] == dv
-                              and x["kind"] == "cpu" and x["name"] == c), None)) for c in cpu)
-                    + " |")
+                vals = [next((x["seconds_per_epoch"] for x in rows if x["d"] == dv
+                              and x["kind"] == "cpu" and x["name"] == c), None) for c in cpu]
+                if any(v is not None for v in vals):
+                    cpu_ms[dv] = min(v for v in vals if v is not None)
+                r.w(f"| {dv} | " + " | ".join(_ms(v) for v in vals) + " |")
             r.w("")
+        r.w("What this says:", "")
+        for b, rs in ratio2.items():
+            (d0, r0), (d1, r1) = rs[0], rs[-1]
+            c = cps.get(b, [])
+            r.w(f"* {b}: the 32-bit mode's epoch costs {r0:.2f}x double q = 2's at d = {d0} and "
+                f"{r1:.2f}x at d = {d1} (the bits' ratio is 32 / 4 = 8)"
+                + (f"; double q = 2 takes {c[0][1]:,.0f} cycles per sample at d = {c[0][0]} and "
+                   f"{c[-1][1]:,.0f} at d = {c[-1][0]}" if len(c) >= 2 else "") + ".")
+        for b, c in cps.items():
+            dv, _, sec = c[-1]
+            if sec is not None and cpu_ms.get(dv):
+                r.w(f"* {b} at d = {dv}, double q = 2: {_ms(sec)} ms per epoch of board time "
+                    f"against the faster CPU SGD's {_ms(cpu_ms[dv])} ms "
+                    f"({cpu_ms[dv] / sec:.2f}x).")
+        if fails:
+            r.w("* **Limits:** " + "; ".join(dict.fromkeys(fails)) + ". The iCEBreaker's code "
+                "buffer (BUF_DEPTH words of W = 8 bits) holds a pass of d values at up to 8 "
+                "planes: its 32-bit mode stops at d = 256 and q = 8 below d = 1024, so at its "
+                "D_MAX it trains only at q ≤ 7 and has no 32-bit mode to compare with.")
+        r.w("")
 
 
 def write_report(paths, md_path, command) -> str:
