@@ -8,10 +8,17 @@ packed words (streaming, or once into the sample store and replay), read the mod
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
+from zipml.host.backend_engine import (board_build, check_register, check_regs, engine_job_for,
+                                       train_engine)
+from zipml.host.transport import SerialTransport, SimTransport
 from zipml.hw import protocol as P
+from zipml.hw.boards import BOARDS, board_spec
 from zipml.reference import store as feed_model
+from zipml.reference.golden import EngineConfig, EngineResult
 
 __all__ = ["Device", "DeviceError", "DeviceTimeout", "LinkStats", "DeviceRunner", "train_sim",
            "train_board", "board_baud", "sim_transport_for"]
@@ -196,7 +203,6 @@ class Device:
     def _check_write(self, r, value):
         """Writable, fits, and not ignored by this build (`zipml.host.backend_engine
         .check_register`, the judgement golden and rtl apply to a board's build too)."""
-        from zipml.host.backend_engine import check_register
         if r.access is P.Access.WO:         # a write strobe: only its width to check
             if not 0 <= value <= r.mask:
                 raise ValueError(f"register {r.name!r} is {r.width} bits: {value} does not fit")
@@ -207,7 +213,6 @@ class Device:
         """The board's engine build as a `zipml.reference.golden.EngineConfig`, for building
         jobs that fit it (`zipml.reference.engine_job.EngineJob.build` refuses a d, B or
         mode-1 buffer the build cannot take)."""
-        from zipml.reference.golden import EngineConfig
         p = self.params
         return EngineConfig(W=p["W"], D_MAX=p["D_MAX"], B_MAX=p["B_MAX"], BUF_DEPTH=p["BUF_DEPTH"],
                             ARCH=p["ARCH"])
@@ -222,7 +227,6 @@ class Device:
         if mine != theirs:
             raise DeviceError(f"the board's engine is W, D_MAX, B_MAX, BUF_DEPTH, ARCH = {mine}, "
                               f"the job was built for {theirs}")
-        from zipml.host.backend_engine import check_regs
         check_regs(regs, self.params)
 
     def configure(self, **regs):
@@ -276,7 +280,6 @@ class Device:
         clk = getattr(self.transport, "clk_freq", None)
         if cycles is not None and clk:
             return cycles / clk
-        import time
         return time.monotonic()
 
     def unwrap(self, value, seconds):
@@ -366,7 +369,6 @@ class Device:
         if idle is not None:
             idle(seconds)
         else:
-            import time
             time.sleep(seconds)
 
     def wait_idle(self, timeout=5.0, poll=0.001):
@@ -478,7 +480,6 @@ class DeviceRunner:
             self.link_words += int(words.size)
 
     def __call__(self, config, regs, words, init_model=None):
-        from zipml.reference.golden import EngineResult
         dev = self.device
         dev.check_job(config, regs)
         store_mode = self.store_mode
@@ -533,7 +534,6 @@ def _train_on(device, prepared, options, progress, config, backend):
     ``store_p`` > 0). ``extra`` gains ``link_bits`` (every word sent over the link: the
     upload, or all streamed words, times W) and ``store_bits`` (words read from the store,
     times W, summed over the epochs; 0 when streaming), and ``link`` (byte counts)."""
-    from zipml.host.backend_engine import engine_job_for, train_engine
     if config is None:
         config = device.engine_config()
     store_depth = device.params["STORE_DEPTH"]
@@ -556,8 +556,6 @@ def sim_transport_for(config=None, *, board=None, **kwargs):
     ``board``'s engine, L2, clock, baud and sample store, or with no board golden's config (or
     ``config``) with L2 at 12 MHz and 3 Mbaud, so ``sim`` == ``golden`` for the same build.
     Keywords override `SimTransport`'s parameters (e.g. ``STORE_DEPTH``, ``gap_prob``)."""
-    from zipml.host.backend_engine import board_build
-    from zipml.host.transport import SimTransport
     build = board_build(board, config)
     c = build.config
     params = dict(clk_freq=build.clk_hz, baud=build.baud, STORE_DEPTH=build.store_depth,
@@ -583,7 +581,6 @@ def train_sim(prepared, options, progress=None, config=None, transport=None):
     (simulated clocks), ``clk_hz`` and ``baud`` (the simulated system's clock and UART), and
     `_train_on`'s ``link_bits``, ``store_bits`` and ``link``.
     """
-    from zipml.host.backend_engine import board_build, check_regs, engine_job_for
     board = getattr(options, "board", None)
     own = transport is None
     if own or board is not None:
@@ -622,7 +619,6 @@ def board_baud(baud=None, board=None):
         if isinstance(baud, bool) or not isinstance(baud, (int, np.integer)) or baud <= 0:
             raise ValueError(f"baud must be a positive integer, got {baud!r}")
         return int(baud)
-    from zipml.hw.boards import BOARDS, board_spec
     if board is not None:
         return board_spec(board).baud
     rates = {name: spec.baud for name, spec in BOARDS.items()}
@@ -640,7 +636,6 @@ def train_board(prepared, options, progress=None, port=None, baud=None, timeout=
     The engine is the bitstream's own build, read at connect (a bitstream built with other
     parameters than its board's defaults trains too); the board refuses a job it cannot do
     (`Device.check_job`) before any data is sent."""
-    from zipml.host.transport import SerialTransport
     board = getattr(options, "board", None)
     port = port or getattr(options, "port", None)
     if not port:
