@@ -2334,10 +2334,10 @@ def _section_scaling(r: _Report):
                     f"against the faster CPU SGD's {_ms(cpu_ms[dv])} ms "
                     f"({cpu_ms[dv] / sec:.2f}x).")
         if fails:
-            r.w("* **Limits:** " + "; ".join(dict.fromkeys(fails)) + ". The iCEBreaker's code "
-                "buffer (BUF_DEPTH words of W = 8 bits) holds a pass of d values at up to 8 "
-                "planes: its 32-bit mode stops at d = 256 and q = 8 below d = 1024, so at its "
-                "D_MAX it trains only at q ≤ 7 and has no 32-bit mode to compare with.")
+            r.w("* **Limits:** " + "; ".join(dict.fromkeys(fails)) + ": a pass of d values in the planes the mode streams must fit the engine's code "
+                "buffer (BUF_DEPTH words of W bits; the iCEBreaker's holds 1024 words of 8 "
+                "bits), so a wide set leaves the board's high-q and 32-bit modes out, and with "
+                "them the 32-bit comparison.")
         r.w("")
 
 
