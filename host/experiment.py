@@ -1737,17 +1737,32 @@ def _bias_findings(table, qs, quants, where):
     return line, neg
 
 
+def _loaded_files() -> set:
+    """The project's source files loaded in this process (``zipml.*`` modules): this module
+    imports at module level everything its runs use, so these are the files a run's figures
+    can depend on."""
+    out = set()
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if (name == "zipml" or name.startswith("zipml.")) and f:
+            try:
+                out.add(Path(f).resolve().relative_to(ROOT).as_posix())
+            except ValueError:
+                pass
+    return out
+
+
 def _section_sources(r: _Report):
     r.w("## Sources", "",
         "Every table below names its JSON; the commit is the one the JSON names (`+dirty`: "
-        "uncommitted edits of other engineers in the shared tree; the files the runs import "
-        "are `reference/` and `host/`, and the list says which of them were dirty).", "",
-        "| JSON | command | commit | dirty files the runs import | claims |",
+        "uncommitted edits of other engineers in the shared tree at the time; the last column "
+        "lists those among the source files the runs load, the rest cannot change a figure).",
+        "", "| JSON | command | commit | dirty files the runs load | claims |",
         "|---|---|---|---|---|")
+    loaded = _loaded_files()
     for d in r.docs:
         dirty = d.get("dirty_files")
-        used = None if dirty is None else [f for f in dirty
-                                           if f.startswith(("reference/", "host/"))]
+        used = None if dirty is None else [f for f in dirty if f in loaded]
         r.w(f"| `{d['_path']}` | `{d.get('command', '?')}` | {d.get('commit') or '?'} | "
             + ("unknown" if used is None else (", ".join(used) or "none")) + " | "
             + ", ".join(d["claims"] or ["–"]) + " |")
