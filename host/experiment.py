@@ -2228,7 +2228,8 @@ def _section_d(r: _Report):
                    " — so it moves more bits than 32-bit SGD at q = " + ", ".join(map(str, more))
                    + " (negative: the worst-case bound δ‖x‖₁ on the dot's error decides "
                      "too few rows)"))
-        r.w(f"* **{ds['name']}, {ds['model']}**: " + "; ".join(parts) + ".")
+        if parts:
+            r.w(f"* **{ds['name']}, {ds['model']}**: " + "; ".join(parts) + ".")
     r.w("")
 
 
@@ -2309,7 +2310,8 @@ def _section_scaling(r: _Report):
                         cells.append((f"{c:,.0f}" if c >= 100 else f"{c:.1f}")
                                      + f" ({_ms(x['seconds_per_epoch'])})")
                     elif f:
-                        cells.append("failed: " + f["reason"].split(": ", 1)[-1])
+                        cells.append("failed: " + f["reason"].split(": ", 1)[-1]
+                                     .split(": lower B")[0])
                     else:
                         cells.append("–")
                 full = per.get(("full", FULL_Q))
