@@ -48,6 +48,7 @@ from sklearn.exceptions import ConvergenceWarning
 from scipy import sparse
 from scipy.optimize import linprog
 from sklearn.linear_model import LogisticRegression, SGDClassifier, SGDRegressor
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from zipml.hw.boards import BOARDS, board_spec
@@ -77,6 +78,8 @@ SKLEARN_ETA_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 SKLEARN_POWER_T = 0.25
 #: CPU SGD baselines (the "best CPU SGD" of the speedups is the better of the two)
 CPU_SGD = ("sklearn_sgd", "numpy_sgd_f32")
+#: BLAS/OpenMP threads of the CPU baselines (threadpoolctl): one, the same on any machine
+CPU_THREADS = 1
 FULL_Q = 32
 
 
@@ -945,7 +948,7 @@ def run_experiment(args, argv) -> dict:
                 "epochs": args.epochs, "seeds": args.seeds, "batch": args.batch,
                 "stream": bool(args.stream), "clock": args.clock, "lam": 0.0,
                 "sklearn_eta_factors": list(SKLEARN_ETA_FACTORS),
-                "sklearn_power_t": SKLEARN_POWER_T}
+                "sklearn_power_t": SKLEARN_POWER_T, "cpu_threads": CPU_THREADS}
     same = ("epochs", "batch", "stream", "clock", "lam", "sklearn_eta_factors")
     doc = None
     if args.resume and os.path.exists(args.json):
@@ -1046,12 +1049,17 @@ def run_experiment(args, argv) -> dict:
             try:
                 if kind == "engine":
                     r = engine_run(prepared, model, a, b, q, seed, settings, clocks[a], bar)
-                elif a == "numpy_sgd_f32":
-                    r = numpy_sgd_run(prepared, model, seed, settings, bar)
-                elif a == "sklearn_sgd":
-                    r = sklearn_run(prepared, model, seed, eta, settings, bar)
                 else:
-                    r = lstsq_run(prepared, seed)
+                    # one BLAS thread: on a shared 2-core machine OpenBLAS's second thread
+                    # spins for the busy core (lstsq of 569 x 31: 190 ms wall on two threads,
+                    # 0.8 ms on one)
+                    with threadpool_limits(limits=CPU_THREADS):
+                        if a == "numpy_sgd_f32":
+                            r = numpy_sgd_run(prepared, model, seed, settings, bar)
+                        elif a == "sklearn_sgd":
+                            r = sklearn_run(prepared, model, seed, eta, settings, bar)
+                        else:
+                            r = lstsq_run(prepared, seed)
             except Exception as exc:          # a failing run is reported, the others go on
                 r = ({"kind": "engine", "board": a, "quantizer": b, "q": int(q), "seed": seed}
                      if kind == "engine" else
