@@ -2226,6 +2226,15 @@ def _section_d(r: _Report):
             if not okd:
                 parts.append("double is not within 1% at any q (negative: the bias of the "
                              "degree-K polynomial does not shrink with q)")
+            acc = [(lab, g["accuracy_mean"]) for lab, g in
+                   (("double", byv[dbl][hi]), ("naive", byv[nv][hi]),
+                    ("32-bit", full or {})) if g.get("accuracy_mean") is not None]
+            if acc:
+                parts.append(f"training accuracy at q = {hi}: "
+                             + ", ".join(f"{lab} {a:.3f}" for lab, a in acc)
+                             + (" (double's higher loss is not a lower accuracy: the polynomial "
+                                "minimizes a smoothed loss)"
+                                if len(acc) == 3 and acc[0][1] >= acc[2][1] else ""))
         if rf:
             shares = {q: g["refetch_share"] for q, g in byv[rf].items()}
             fb = full["bits_total_mean"] if full else None
