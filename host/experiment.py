@@ -1369,6 +1369,12 @@ def plot_sweep(ds: dict, folder) -> list:
     byv = {}
     for g in ds["summary"]:
         byv.setdefault(g["variant"], []).append(g)
+    pv = {v: parse_variant(v) for v in byv}
+    if any(x["levels"] != "uniform" or x["grid"] != "floor" for x in pv.values()):
+        for v, gs in byv.items():       # levels compared: name the default grid too
+            if pv[v]["quantizer"] != "full" and pv[v]["levels"] == "uniform" \
+                    and pv[v]["grid"] == "floor":
+                gs = byv[v] = [{**g, "label": g["label"] + ", uniform floor grid"} for g in gs]
     paths = []
     classif = any(g["accuracy_mean"] is not None for g in ds["summary"])
     fig = Figure(figsize=(12.8 if classif else 6.4, 4.6), dpi=100)
