@@ -2412,7 +2412,9 @@ def _verdicts(r: _Report) -> list:
     if a:
         def lows(z):
             v = [lw.get(z) for _, lw, _ in a if z in lw]
-            return "never" if any(x is None for x in v) else (
+            if not v:
+                return "– (not measured)"
+            return "never on some set" if any(x is None for x in v) else (
                 f"q ≥ {min(v)}" if min(v) == max(v) else f"q ≥ {min(v)}..{max(v)}")
         worse = [lab for lab, _, w in a if w]
         out.append(f"* **(a) bias** — every seed within 1% of the optimum: double from "
