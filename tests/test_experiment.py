@@ -218,8 +218,9 @@ def test_ci_tiny_experiment_end_to_end(tmp_path):
     assert set(e["plots"]) == {"synthetic_150x3_s0"}
     assert set(s["plots"]) == {"synthetic_150x3_s0_linreg"}
     text = md.read_text()
-    for head in ("# Results", "## Sources", "## Headline", "## (a) Bias", "## (b) q-bit",
-                 "## (c) Variance-optimal", "## Datasets"):
+    for head in ("# Results", "## Verdicts", "* **(a) bias**", "* **(b) q-bit vs 32-bit**",
+                 "* **(c) optimal vs uniform", "## Sources", "## Headline", "## (a) Bias",
+                 "## (b) q-bit", "## (c) Variance-optimal", "## Datasets"):
         assert head in text, head
     assert "## (d)" not in text and "## Scaling" not in text     # no JSON tagged d, scaling
     assert e["command"] in text and s["command"] in text and e["commit"] in text
