@@ -2423,13 +2423,17 @@ def _verdicts(r: _Report) -> list:
                    + ("Double ended above naive somewhere: " + ", ".join(worse) + "."
                       if worse else "Double never ended above naive: reproduced."))
     b = r.facts.get("b")
-    if b and b[0]:
+    if b and not b[0]:
+        out.append("* **(b) q-bit vs 32-bit** — no time to target: a q-bit run or the 32-bit "
+                   "one never reached a target"
+                   + (f"; per epoch up to {max(b[1])[0]:.2f}x." if b[1] else "."))
+    elif b:
         tt, ep = b
         v, name, board, k, _ = max(tt)
         lo = min(tt)
         out.append(f"* **(b) q-bit vs 32-bit** — time to target: {lo[0]:.2f}x .. {v:.2f}x "
-                   f"(best: {name}, {board}, ε = {k}); per epoch up to "
-                   f"{max(ep)[0]:.2f}x. The paper's {PAPER_SPEEDUP_32BIT}x: "
+                   f"(best: {name}, {board}, ε = {k})"
+                   + (f"; per epoch up to {max(ep)[0]:.2f}x" if ep else "") + ". The paper's {PAPER_SPEEDUP_32BIT}x: "
                    + ("reached once (one dataset, one board, one ε), not in general."
                       if v >= PAPER_SPEEDUP_32BIT and sum(x[0] >= PAPER_SPEEDUP_32BIT
                                                           for x in tt) == 1 else
