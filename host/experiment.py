@@ -2439,7 +2439,10 @@ def _verdicts(r: _Report) -> list:
                                                           for x in tt) == 1 else
                       "reached." if v >= PAPER_SPEEDUP_32BIT else "not reached (negative)."))
     c = r.facts.get("c")
-    if c:
+    if c is not None and not c:
+        out.append("* **(c) optimal vs uniform levels** — no comparison: optimal and uniform "
+                   "levels did not both reach a target.")
+    elif c:
         out.append(f"* **(c) optimal vs uniform levels** — uniform levels need "
                    f"{min(c)[0]:.2f}x .. {max(c)[0]:.2f}x the bits of optimal ones to a target "
                    f"(reference). The paper's {PAPER_LEVELS_SAVING}x: "
