@@ -1697,7 +1697,8 @@ class _Report:
         self.out.extend(lines)
 
     def src(self, doc):
-        return f"`{doc['_path']}` (commit {doc.get('commit') or '?'})"
+        return (f"`{doc['_path']}` (commit {doc.get('commit') or '?'}), made by "
+                f"`{doc.get('command', '?')}`")
 
     def link(self, doc, rel):
         return os.path.relpath(os.path.join(doc["_dir"], rel), self.md_dir)
