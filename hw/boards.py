@@ -27,7 +27,7 @@ import dataclasses
 from typing import Callable
 
 from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
-                          Mux, ResetSignal, Signal)
+                          ResetSignal, Signal)
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.lib.cdc import FFSynchronizer
@@ -275,10 +275,12 @@ class SpramStore(wiring.Component):
     we : In(1)
         Write ``wdata`` at ``addr`` this cycle.
     re : In(1)
-        Read ``addr`` this cycle (ignored while ``we``).
+        Read ``addr`` this cycle (ignored while ``we``). The SPRAMs read every clock without
+        a write: the port is there for `zipml.hw.soc.SampleStore`'s interface.
     rdata : Out(W)
-        ``mem[addr]`` one clock after a cycle with ``re`` high; held while ``re`` is low (the
-        SPRAM's own output is not held across a write, hence a holding register).
+        ``mem[addr]`` one clock after a cycle with ``re`` high (and ``we`` low), in that clock
+        only: not held (the board system takes each word in the clock after its read), so
+        nothing but the row and sub-word select lies between the SPRAMs and the caller.
 
     Latency: 1 cycle read, write visible to the next read.
     """
@@ -314,10 +316,8 @@ class SpramStore(wiring.Component):
         mask = Signal(4)
         m.d.comb += mask.eq(Const((1 << nibbles) - 1, 4) << (sub * nibbles)[:2]
                             if per > 1 else Const(0b1111, 4))
-        row_d, sub_d, read_d = Signal.like(row), Signal.like(sub), Signal()
-        m.d.sync += read_d.eq(self.re & ~self.we)
-        with m.If(self.re & ~self.we):
-            m.d.sync += [row_d.eq(row), sub_d.eq(sub)]
+        row_d, sub_d = Signal.like(row), Signal.like(sub)
+        m.d.sync += [row_d.eq(row), sub_d.eq(sub)]
         outs = []
         for r in range(rows):
             row_out = []
@@ -328,8 +328,8 @@ class SpramStore(wiring.Component):
                 m.submodules[f"spram_{r}_{c}"] = Instance(
                     "SB_SPRAM256KA",
                     i_ADDRESS=entry, i_DATAIN=data_in, i_MASKWREN=mask,
-                    # selected by the address alone (an unrequested read is harmless: rdata
-                    # holds), so the caller's read decision does not travel to the SPRAM
+                    # selected by the address alone (an unrequested read is harmless), so
+                    # the caller's read decision does not travel to the SPRAM
                     i_WREN=self.we, i_CHIPSELECT=(row == r),
                     i_CLOCK=ClockSignal("sync"),
                     i_STANDBY=Const(0), i_SLEEP=Const(0), i_POWEROFF=Const(1),
@@ -342,9 +342,7 @@ class SpramStore(wiring.Component):
                 with m.Case(r):
                     m.d.comb += selected.eq(outs[r])
         word = selected.word_select(sub_d, W) if per > 1 else selected
-        held = Signal(W)
-        m.d.sync += held.eq(self.rdata)
-        m.d.comb += self.rdata.eq(Mux(read_d, word, held))
+        m.d.comb += self.rdata.eq(word)
         return m
 
 

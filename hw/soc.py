@@ -10,7 +10,7 @@ command semantics, the replay contract and how this gateware is pipelined.
 import functools
 import operator
 
-from amaranth.hdl import Module, Signal, Const, Mux, Cat, Array
+from amaranth.hdl import Module, Signal, Const, Mux, Cat
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -63,7 +63,9 @@ class SampleStore(wiring.Component):
     re : In(1)
         Read enable; ``rdata`` holds its value while ``re`` is low.
     rdata : Out(W)
-        ``mem[addr]`` one clock after a cycle with ``re`` high.
+        ``mem[addr]`` one clock after a cycle with ``re`` high. The system takes it in that
+        clock; this store also holds it while ``re`` is low, a board's may not
+        (`zipml.hw.boards.SpramStore`).
     """
 
     def __init__(self, W, depth):
@@ -276,6 +278,7 @@ class System(wiring.Component):
         # few flip-flops, not a compare of the counters.
         replay_more = Signal()      # replay_left != 0
         last_epoch = Signal()       # replay_left == 1
+        epoch_end = Signal()        # the epoch's last word was read last clock (count it now)
         at_last = Signal()          # rptr is the epoch's last word: rptr + 1 == store_len
         # store_len - 2, loaded at each epoch's start: rptr equal to it (a compare of two
         # registers) says that the next word is the last.
@@ -284,21 +287,15 @@ class System(wiring.Component):
         replay_cycles = map_register("replay_cycles")
         replay_timing = Signal()    # REPLAY started, store or engine not yet done
         rptr = Signal(range(self.STORE_DEPTH))
-        # A store word lands, the clock after its read, in one of three registers (a ring)
-        # with nothing between the store's output and them; it goes on to the engine through
-        # the store feed and the skid buffer. A read is issued only when the words already on
-        # their way (in flight, landed) leave a place for it: a count of flip-flops, not the
-        # feed's take of this clock, so the read decision is two gates deep. Three places keep
-        # one word a clock flowing (a read takes two clocks to land).
-        LANDED = 3
+        # A store word lands, the clock after its read, in one of two registers: `head`, the
+        # word the store feed sees (a flip-flop, nothing between it and the feed's logic), or
+        # `tail` behind it, which moves up when the head is taken. It goes on to the engine
+        # through the feed and the skid buffer. A read is issued only when the words already
+        # on their way (in flight, landed) leave a place for it after this clock's take.
         in_flight = Signal()        # a store read was issued last clock
-        landed = Array(Signal(W, name=f"landed_{i}") for i in range(LANDED))
-        n_landed = Signal(range(LANDED + 1))
-        land_wp = Signal(range(LANDED))
-        land_rp = Signal(range(LANDED))
-
-        def ring_next(ptr):
-            return Mux(ptr == LANDED - 1, 0, ptr + 1)
+        head = Signal(W, name="landed_head")
+        tail = Signal(W, name="landed_tail")
+        n_landed = Signal(range(3))
         replay_busy = Signal()
         m.d.comb += replay_busy.eq(replay_more | in_flight | (n_landed != 0) | sfeed.busy)
         replay_start = Signal()     # registered pulse from DECODE
@@ -427,7 +424,7 @@ class System(wiring.Component):
         head_valid = Signal()
         m.d.comb += [head_valid.eq(n_landed != 0),
                      sfeed.i_stream.valid.eq(head_valid),
-                     sfeed.i_stream.payload.eq(landed[land_rp]),
+                     sfeed.i_stream.payload.eq(head),
                      sfeed.o_stream.ready.eq(feed_ready),
                      feed_valid.eq(sfeed.o_stream.valid | push_valid),
                      feed_data.eq(Mux(sfeed.o_stream.valid, sfeed.o_stream.payload, acc[:W])),
@@ -440,23 +437,25 @@ class System(wiring.Component):
         # is a registered request, the clock after the word is complete (acc holds still then).
         store_wr = Signal()
         m.d.sync += store_wr.eq(0)
-        # A read is issued while the landed words and the one in flight leave a place: at
-        # most three are on their way, so the landed registers never overflow, and a word a
-        # clock flows while the feed takes one a clock.
+        # A read is issued while the landed words and the one in flight leave a place after
+        # this clock's take: at most two are on their way, so the landed registers never
+        # overflow, and a word a clock flows while the feed takes one a clock.
         take = Signal()             # the store feed takes the landed head
         m.d.comb += take.eq(head_valid & sfeed.i_stream.ready)
         issue = Signal()            # read the store at rptr
-        m.d.comb += issue.eq(replay_more & ~stop_strobe & ~store_wr
-                             & (in_flight + n_landed < LANDED))
+        m.d.comb += issue.eq(replay_more & ~stop_strobe & ~store_wr & ~(epoch_end & last_epoch)
+                             & ((in_flight + n_landed < 2) | take))
         m.d.sync += in_flight.eq(issue)
-        with m.If(in_flight):
-            m.d.sync += [landed[land_wp].eq(store.rdata), land_wp.eq(ring_next(land_wp))]
-        with m.If(take):
-            m.d.sync += land_rp.eq(ring_next(land_rp))
+        n_one, n_two = n_landed == 1, n_landed == 2
+        with m.If(take & n_two):
+            m.d.sync += head.eq(tail)
+        with m.Elif(in_flight & ((n_landed == 0) | (take & n_one))):
+            m.d.sync += head.eq(store.rdata)
+        with m.If(in_flight & ((n_one & ~take) | (n_two & take))):
+            m.d.sync += tail.eq(store.rdata)
         m.d.sync += n_landed.eq(n_landed + in_flight - take)
         with m.If(stop_strobe):     # the words on their way are dropped with the replay
-            m.d.sync += [n_landed.eq(0),
-                         land_rp.eq(Mux(in_flight, ring_next(land_wp), land_wp))]
+            m.d.sync += n_landed.eq(0)
         with m.If(store_wr):
             m.d.comb += [store.addr.eq(store_wptr), store.wdata.eq(acc[:W]), store.we.eq(1)]
             # CHECK refused a STORE past STORE_DEPTH: the low bits never carry out.
@@ -477,19 +476,31 @@ class System(wiring.Component):
         len_one = Signal()
         m.d.sync += len_one.eq(store_len == 1)
         epoch_start = [rptr.eq(0), at_last.eq(len_one), len_m2.eq(store_len[:sbits] - 2)]
+        # rptr == len_m2 as the carry out of (their XNOR + 1): a carry chain, not a tree of
+        # LUTs (which Yosys maps as a chain of LUTs, the slowest path of the UP5K system)
+        same = Signal(sbits)
+        at_m2 = Signal()
+        m.d.comb += [same.eq(~(rptr ^ len_m2)), at_m2.eq((same + 1)[sbits])]
         replay_epochs = arg[0:16]   # REPLAY's payload, held until the next command
+        # The read decision moves the address only; the epoch's count follows a clock later
+        # (epoch_end), so `issue` stays a few gates from the flip-flops it enables. A read in
+        # that clock is refused if the epoch that ended was the replay's last.
         with m.If(replay_start):
-            m.d.sync += [replay_left.eq(replay_epochs), replay_more.eq(replay_epochs != 0),
-                         last_epoch.eq(replay_epochs == 1), replay_done.eq(0), *epoch_start]
-        with m.Elif(stop_strobe):
-            m.d.sync += [replay_left.eq(0), replay_more.eq(0)]
+            m.d.sync += epoch_start
         with m.Elif(issue):
             with m.If(at_last):
-                m.d.sync += [replay_left.eq(replay_left - 1), replay_more.eq(~last_epoch),
-                             last_epoch.eq(replay_left == 2),
-                             replay_done.eq(replay_done + 1), *epoch_start]
+                m.d.sync += epoch_start
             with m.Else():
-                m.d.sync += [rptr.eq(rptr + 1), at_last.eq(rptr == len_m2)]
+                m.d.sync += [rptr.eq(rptr + 1), at_last.eq(at_m2)]
+        m.d.sync += epoch_end.eq(issue & at_last)
+        with m.If(replay_start):
+            m.d.sync += [replay_left.eq(replay_epochs), replay_more.eq(replay_epochs != 0),
+                         last_epoch.eq(replay_epochs == 1), replay_done.eq(0)]
+        with m.Elif(epoch_end):
+            m.d.sync += [replay_left.eq(replay_left - 1), replay_more.eq(~last_epoch),
+                         last_epoch.eq(replay_left == 2), replay_done.eq(replay_done + 1)]
+        with m.If(stop_strobe):
+            m.d.sync += [replay_left.eq(0), replay_more.eq(0)]
 
         # ------------------------------------------------ command evaluation
         # A command's payload arguments are read (ARGS), then it is evaluated in four steps, one
