@@ -2161,10 +2161,11 @@ def _section_c(r: _Report):
                 "the floor grid has 2^q + 1 levels, one more than the table's 2^q, at the same "
                 "q + 2 bits per double-sampled value (the copies share the floor t, q bits, and "
                 "add a carry each), and the data are whitened (docs/reference.md), most values "
-                "near 0, where the floor grid has a level; and the table is chosen among at "
-                f"most {MAX_CANDIDATES} candidate points (quantiles of the data), too few for "
-                "256 levels at q = 8. A lower variance shortens the epochs to a target only "
-                "where the rounding noise, not the step schedule, sets the pace.")
+                "near 0, where the floor grid has a level; and the table's levels are chosen "
+                f"among at most {MAX_CANDIDATES} candidate points (quantiles of the data), so "
+                "at q = 8 it picks 256 of 512 points, the likely reason it can round worse "
+                "than the uniform grid there. A lower variance shortens the epochs to a "
+                "target only where the rounding noise, not the step schedule, sets the pace.")
         r.w("* The granularity is an epoch: a saving shows only when it moves the target to a "
             "smaller q or into an earlier epoch.", "")
 
