@@ -131,9 +131,8 @@ class StoreFeed(wiring.Component):
     busy : Out(1)
         A word in the output register or a carry to emit.
 
-    What the feed derives from the registers goes through a register stage; ``q``, ``mode``
-    and ``store_round`` are used as they come (flip-flops in the board system). Change them
-    only between replays.
+    The registers are read through a register stage (copies beside the logic that uses them):
+    change them only between replays.
 
     Latency: a word taken appears on ``o_stream`` the next clock. Throughput: one word taken a
     clock and at most one emitted; a group's carry words take one clock (mode 1) or two
@@ -163,21 +162,22 @@ class StoreFeed(wiring.Component):
         m.submodules.gen = gen = Generators(W)
         m.d.comb += [gen.seed.eq(self.seed), gen.seed_load.eq(self.seed_load)]
 
-        # What the feed derives from the registers, registered (they change only between
-        # replays): every decision below starts at flip-flops (q, mode and store_round are
-        # used as they come: the board system's registers are flip-flops).
+        # The registers, registered (they change only between replays): every decision below
+        # starts at flip-flops, copies placed beside it (the register file's own flip-flops
+        # are far away on a full UP5K).
         cbits = max(1, ((self.D_MAX - 1) >> lw).bit_length())
         thru = Signal()
-        dbl = ~self.mode
-        rnd = self.store_round
-        q = self.q
+        dbl = Signal()
+        rnd = Signal()
+        q = Signal(6)
         rem = Signal(6)             # p - q
         q_one, rem_zero, rem_one = Signal(), Signal(), Signal()
         cm1 = Signal(cbits)         # chunks - 1
         c_one = Signal()
         diff = Signal(7)
         m.d.comb += diff.eq(self.store_p - self.q)
-        m.d.sync += [thru.eq(self.store_p == 0), rem.eq(diff), q_one.eq(self.q == 1),
+        m.d.sync += [thru.eq(self.store_p == 0), dbl.eq(~self.mode), rnd.eq(self.store_round),
+                     q.eq(self.q), rem.eq(diff), q_one.eq(self.q == 1),
                      rem_zero.eq(diff == 0), rem_one.eq(diff == 1),
                      cm1.eq((self.d - 1) >> lw), c_one.eq(self.d <= W)]
 
