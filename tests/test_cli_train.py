@@ -250,14 +250,14 @@ def test_l2_on_a_board_without_l2_is_refused_before_anything_runs(backend, tmp_p
                                                                   monkeypatch):
     """`--lam > 0 --board icebreaker` (no L2 shrink): one line, exit 2, for every engine
     backend, before the golden model, the engine RTL or the board system is started."""
-    import zipml.host.transport
+    import zipml.host.device
     import zipml.reference.golden
     import zipml.sim.engine_rtl
 
     def started(*args, **kwargs):
         raise AssertionError(f"{backend}: something ran before the refusal")
 
-    monkeypatch.setattr(zipml.host.transport, "SimTransport", started)
+    monkeypatch.setattr(zipml.host.device, "SimTransport", started)
     monkeypatch.setattr(zipml.sim.engine_rtl, "run", started)
     monkeypatch.setattr(zipml.reference.golden, "run", started)
     out_json = tmp_path / "r.json"

@@ -113,12 +113,12 @@ class _Captured(Exception):
 
 
 def _capture(monkeypatch):
-    import zipml.host.transport
+    import zipml.host.device
 
     def fake(**params):
         raise _Captured(params)
 
-    monkeypatch.setattr(zipml.host.transport, "SimTransport", fake)
+    monkeypatch.setattr(zipml.host.device, "SimTransport", fake)
 
 
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
