@@ -83,6 +83,10 @@ class Device:
         self.retries = retries
         self.stats = LinkStats()
         self._seq = 0
+        # The seqs the board may hold as its last executed effect command (it compares a new
+        # effect command's seq with that one only, hw/protocol.py EFFECT_COMMANDS): an effect
+        # command is never numbered with one of them, or the board would take it for a resend.
+        self._board_last = set()
         self._parser = P.FrameParser()
         self._pending = []
         self.written = {}
@@ -138,8 +142,16 @@ class Device:
             The board answered with an error status.
         """
         cmd = C(cmd)
+        effect = cmd in P.EFFECT_COMMANDS
+        if effect and len(self._board_last) > 128:
+            self.ping()                                 # many unanswered: make the board forget
         seq = self._seq
-        self._seq = (self._seq + 1) & 0xFF
+        while effect and seq in self._board_last:
+            seq = (seq + 1) & 0xFF
+        self._seq = (seq + 1) & 0xFF
+        if effect:
+            # unanswered, it may have run: the board's last is then this seq or the one before
+            self._board_last.add(seq)
         frame = P.encode_frame(seq, cmd, payload)
         self.stats.commands += 1
         for attempt in range(self.retries + 1):
@@ -158,7 +170,13 @@ class Device:
                     continue                            # a late answer to an earlier attempt
                 status = resp.payload[0]
                 if status in (S.OK, S.DUPLICATE):
+                    if effect:
+                        self._board_last = {seq}
+                    elif cmd == C.PING:
+                        self._board_last = set()        # PING makes the board forget it
                     return resp.payload[1:]
+                if effect:
+                    self._board_last.discard(seq)       # refused: the board did not record it
                 try:
                     name = S(status).name
                 except ValueError:

@@ -6,7 +6,8 @@ report read from nextpnr's ``--report`` JSON::
 
     {"board", "target", "bitstream": path, "fmax_mhz": {clock: MHz}, "target_mhz",
      "utilization": {bel: {"used", "available", "percent"}}, "critical_path": {...},
-     "engine": {W, D_MAX, B_MAX, BUF_DEPTH}, "pll": {...}, "seconds", "commit"}
+     "engine": {W, D_MAX, B_MAX, BUF_DEPTH}, "pll": {...}, "seconds", "commit",
+     "command" (`zipml build` only)}
 
 nextpnr runs with ``--timing-allow-fail``: a missed clock target still gives a bitstream and the
 achieved Fmax (it is what we want to know), and ``timing_met`` says whether the target was met.
@@ -425,6 +426,7 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
     fit = (target == "system") if fit is None else fit
     build_dir = pathlib.Path(build_dir or f"build/{board}_{target}")
     start = time.monotonic()
+    commit = _commit()          # the code elaborated is the code at the start
     attempts = []
     while True:
         report = _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,
@@ -444,7 +446,7 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
         freq_mhz = new
     report["attempts"] = attempts
     report["seconds"] = round(time.monotonic() - start, 1)
-    report["commit"] = _commit()
+    report["commit"] = commit
     return report
 
 
@@ -483,6 +485,7 @@ def main(argv=None):
     except (ToolchainError, ValueError, RuntimeError) as exc:
         print(f"zipml build: error: {exc}", file=sys.stderr)
         return 1
+    report["command"] = " ".join(["zipml build", *(argv if argv is not None else sys.argv[1:])])
     if args.json:
         write_json(args.json, report, indent=2)
     if not report["fits"]:

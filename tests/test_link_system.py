@@ -185,6 +185,32 @@ def test_corrupted_and_lost_frames_act_exactly_once(sim):
     assert dev.stats.naks >= 1
 
 
+def test_a_write_after_256_commands_is_not_taken_for_a_resend(dev):
+    """The board compares an effect command's seq with the last executed effect's only: a
+    write numbered like the last write (256 commands later, reads between) must still act."""
+    dev.write_reg("step", 1111)
+    first = dev._seq - 1
+    while dev._seq != first:                        # reads until the numbering wraps around
+        dev.read_reg("words_lo")
+    dev.write_reg("step", 2222)
+    assert dev.read_reg("step") == 2222
+
+
+def test_a_write_whose_answer_is_lost_is_not_repeated_nor_lost(sim):
+    """The answer to a write lost on the line: the resend (same seq) is a DUPLICATE, the next
+    write (a new seq, whatever the wrap) acts."""
+    dev = Device(sim)
+    ft = FaultyTransport(sim, in_faults={0: "drop"}, seed=1)
+    dev.transport = ft
+    dev.write_reg("step", 3333)                     # first answer dropped, resent, DUPLICATE
+    assert dev.stats.resends == 1
+    dev.transport = sim
+    for _ in range(255):
+        dev.read_reg("words_lo")
+    dev.write_reg("step", 4444)
+    assert dev.read_reg("step") == 4444
+
+
 def test_junk_between_frames_is_ignored(dev):
     dev.transport.write(bytes([0x00, 0x55, 0xFF, 0x13]))     # line noise, no FLAG
     dev.write_reg("step", 4321)
