@@ -77,7 +77,7 @@ class Device:
         does not know, or a UART rate other than the transport's.
     """
 
-    def __init__(self, transport, timeout=0.05, retries=4):
+    def __init__(self, transport, timeout=0.05, retries=4, reset=True):
         self.transport = transport
         self.timeout = timeout
         self.retries = retries
@@ -117,12 +117,18 @@ class Device:
             raise DeviceError(f"the bitstream's UART runs at {clk / div:.0f} baud ({clk} Hz / "
                               f"{div}), the port at {baud}: open it at {round(clk / div)} baud "
                               f"(--baud)")
+        if reset:
+            self.reset()
 
     # ------------------------------------------------------------------ transactions
-    def _receive(self):
-        """Next frame from the board, or None on timeout."""
+    def _receive(self, until):
+        """Next frame from the board, or None once `now` passes ``until`` (a line that keeps
+        sending noise must not hold an attempt open)."""
         while not self._pending:
-            data = self.transport.read(self.timeout)
+            left = until - self.now()
+            if left <= 0:
+                return None
+            data = self.transport.read(min(self.timeout, left))
             if not data:
                 return None
             self.stats.rx_bytes += len(data)
@@ -159,8 +165,9 @@ class Device:
                 self.stats.resends += 1
             self.transport.write(frame)
             self.stats.tx_bytes += len(frame)
+            until = self.now() + self.timeout
             while True:
-                resp = self._receive()
+                resp = self._receive(until)
                 if resp is None:
                     break                               # timeout: resend
                 if resp.cmd == C.NAK | P.ACK:
@@ -270,6 +277,13 @@ class Device:
         self.write_reg("ctrl", (P.CTRL_ENABLE if enable else 0) | (P.CTRL_CLEAR if clear else 0)
                        | (P.CTRL_STOP if stop else 0))
 
+    def reset(self):
+        """Bring the board to a known state whatever a previous host left (a crash, Ctrl-C
+        mid-stream): disable the engine, stop a replay and drop the words on their way, clear
+        the engine (its pass, counters and overflow flag). The model and the store keep
+        their contents; the next job writes what it needs."""
+        self.set_ctrl(enable=False, clear=True, stop=True)
+
     def status(self):
         s = self.read_reg("status")
         return {"idle": bool(s & P.STATUS_IDLE), "overflow": bool(s & P.STATUS_OVERFLOW),
@@ -356,21 +370,28 @@ class Device:
         self._send_words(C.STORE, words, progress)
         self.write_reg("store_len", n)
 
-    def replay(self, epochs, poll=None, on_epoch=None):
+    def replay(self, epochs, poll=None, on_epoch=None, timeout=None):
         """Replay the store ``epochs`` times and wait until the engine is idle.
 
         ``on_epoch(done)`` is called as the epoch count the board reports grows. ``poll``
         (seconds between status reads) defaults to an eighth of the time one epoch of
-        ``store_len`` words takes at one word per clock. Returns the board's own clock count
-        for the replay (register ``replay_cycles``).
+        ``store_len`` words takes at one word per clock. ``timeout`` (seconds of board time,
+        `now`) defaults to 5 s plus 256 clocks per word replayed, far above the slowest
+        engine's pace (the lane-serial one takes a word every ~W clocks): past it the replay
+        is stopped, the engine cleared and `DeviceTimeout` raised. Returns the board's own
+        clock count for the replay (register ``replay_cycles``).
         """
         if not 0 <= epochs < 1 << 16:
             raise ValueError(f"epochs must be 0..65535 per replay, got {epochs}")
+        store_len = (self.read_reg("store_len") if self.params.get("READBACK", True)
+                     else self.written.get("store_len", 0))
+        clk = self.params["clk_hz"]
         if poll is None:
-            store_len = (self.read_reg("store_len") if self.params.get("READBACK", True)
-                         else self.written.get("store_len", 0))
-            poll = max(1e-4, store_len / self.params["clk_hz"] / 8)
+            poll = max(1e-4, store_len / clk / 8)
+        if timeout is None:
+            timeout = 5.0 + 256 * epochs * store_len / clk
         self.transact(C.REPLAY, int(epochs).to_bytes(2, "little"))
+        start = self.now()
         seen = 0
         while True:
             st = self.status()
@@ -380,6 +401,10 @@ class Device:
             seen = done
             if not st["replay"] and st["idle"]:
                 return self.read_reg("replay_cycles")
+            if self.now() - start > timeout:
+                self.reset()
+                raise DeviceTimeout(f"replay of {epochs} epochs not done after {timeout:.3g} s "
+                                    f"({done} done): stopped and cleared")
             self._wait(poll)
 
     def _wait(self, seconds):
@@ -390,13 +415,13 @@ class Device:
             time.sleep(seconds)
 
     def wait_idle(self, timeout=5.0, poll=0.001):
-        """Wait until the engine has finished every word it was given."""
-        waited = 0.0
+        """Wait until the engine has finished every word it was given; `DeviceTimeout`
+        after ``timeout`` seconds of board time (`now`: the polls' round trips count too)."""
+        start = self.now()
         while not self.status()["idle"]:
-            if waited > timeout:
+            if self.now() - start > timeout:
                 raise DeviceTimeout(f"engine not idle after {timeout} s")
             self._wait(poll)
-            waited += poll
 
     def read_model(self, d):
         """Model words 0..d-1 as int64 (signed 32-bit Q8.24 values)."""
@@ -557,8 +582,17 @@ def _train_on(device, prepared, options, progress, config, backend):
     store_depth = device.params["STORE_DEPTH"]
     runner = DeviceRunner(device, replay=bool(getattr(options, "replay", False)),
                           job=engine_job_for(prepared, options, config, store_depth))
-    result = train_engine(prepared, options, progress, runner=runner, config=config,
-                          caps=device.params, backend=backend, store_depth=store_depth)
+    try:
+        result = train_engine(prepared, options, progress, runner=runner, config=config,
+                              caps=device.params, backend=backend, store_depth=store_depth)
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C or SIGTERM (the CLI turns it into SystemExit): leave the engine stopped and
+        # the link idle, so the next run starts clean even without its own reset
+        try:
+            device.reset()
+        except (DeviceError, OSError):
+            pass
+        raise
     link = device.stats.as_dict()
     wire = link["tx_bytes"] + link["rx_bytes"]
     link["payload_share"] = link["payload"] / wire if wire else None

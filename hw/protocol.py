@@ -384,12 +384,16 @@ class Frame:
 class FrameParser:
     """Incremental receiver: feed wire bytes, get good `Frame`s and a count of bad ones.
 
-    The host side of what `zipml.hw.frame.FrameReceiver` does in gateware.
+    The host side of what `zipml.hw.frame.FrameReceiver` does in gateware. A frame longer
+    than the longest a board sends (``max_payload`` bytes of payload, every byte escaped) is
+    counted bad when it passes that length and dropped up to the next FLAG, so a line of noise
+    never grows the buffer without bound.
     """
 
-    def __init__(self):
+    def __init__(self, max_payload=MAX_PAYLOAD):
         self._buf = bytearray()
         self._in_frame = False
+        self.max_stuffed = 2 * (HEADER_BYTES + max_payload + 2)
         self.bad = 0
 
     def feed(self, data):
@@ -405,6 +409,10 @@ class FrameParser:
                 self._in_frame = True
             elif self._in_frame:
                 self._buf += part
+                if len(self._buf) > self.max_stuffed:
+                    self.bad += 1
+                    self._buf.clear()
+                    self._in_frame = False
         return frames
 
 

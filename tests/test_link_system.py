@@ -131,7 +131,7 @@ def _raw(dev, cmd, payload):
     seq = 0x33
     dev.transport.write(P.encode_frame(seq, cmd, payload))
     while True:
-        f = dev._receive()
+        f = dev._receive(dev.now() + dev.timeout)
         assert f is not None, "no answer to an unknown command"
         if f.seq == seq and f.cmd == cmd | P.ACK:
             raise DeviceError(f"{P.Status(f.payload[0]).name}")
