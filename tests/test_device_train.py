@@ -11,7 +11,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_diabetes
 
 from zipml.host.device import train_sim, sim_transport_for
 from zipml.reference.golden import EngineConfig
@@ -29,10 +28,8 @@ def sim():
 
 
 @pytest.fixture(scope="module")
-def prepared():
-    from zipml.host.problem import prepare
-    X, y = load_diabetes(return_X_y=True)
-    return prepare(X, y, "regression")
+def prepared(diabetes_prepared):
+    return diabetes_prepared
 
 
 def _options(**kw):

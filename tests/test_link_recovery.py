@@ -9,7 +9,6 @@ import random
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_diabetes
 
 from zipml.hw import protocol as P
 from zipml.host.backend_engine import engine_job_for, train_golden
@@ -28,10 +27,8 @@ def sim():
 
 
 @pytest.fixture(scope="module")
-def prepared():
-    from zipml.host.problem import prepare
-    X, y = load_diabetes(return_X_y=True)
-    return prepare(X, y, "regression")
+def prepared(diabetes_prepared):
+    return diabetes_prepared
 
 
 def _options(**kw):
