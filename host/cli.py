@@ -12,8 +12,10 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 
 from ..reference.order import ORDERS
@@ -130,6 +132,9 @@ def _add_train_options(p, defaults=True):
     p.add_argument("--baud", type=_int(1), default=None,
                    help="board: the UART rate the bitstream was built with (default: the "
                         "board's, see --board)")
+    p.add_argument("--link-timeout", type=_positive_float, default=None, metavar="SECONDS",
+                   help="board: how long the host waits for each answer before it resends "
+                        "(default 0.5; more for a virtual board under load, zipml board-sim)")
     p.add_argument("--board", choices=sorted(BOARDS), default=None,
                    help="golden, rtl, sim: train that board's engine build (sim: at its clock "
                         "and baud); board: which board, for its default --baud (default: "
@@ -239,9 +244,10 @@ def run_train(data, options, quiet=True, dataset=None, link=None):
         if not options.port:
             raise UsageError("--backend board needs --port (the board's serial port)")
         from .device import board_baud
-        board_baud(board=options.board, **link)   # a rate that cannot be chosen fails now
+        board_baud(link.get("baud"), options.board)   # a rate that cannot be chosen fails now
     elif link:
-        raise UsageError(f"--{next(iter(link))} is an option of --backend board")
+        flag = {"baud": "--baud", "timeout": "--link-timeout"}[next(iter(link))]
+        raise UsageError(f"{flag} is an option of --backend board")
     backends.load(options.backend)       # fail before loading data if it is not installed
     task = task_of(options.model)
     ds = dataset if dataset is not None else datasets.load(data, task)
@@ -344,7 +350,8 @@ def cmd_train(args) -> int:
     _check_output_path(args.plot, "plot")
     options = options_from_args(args)
     prepared, resolved, result, secs = run_train(args.data, options, quiet=args.quiet,
-                                                 link={"baud": args.baud})
+                                                 link={"baud": args.baud,
+                                                       "timeout": args.link_timeout})
     doc = result_json(prepared, resolved, result, secs)
     if args.json:
         write_json(args.json, doc)
@@ -438,6 +445,7 @@ def cmd_demo(args) -> int:
 
 
 DISPATCH = {"bench": ("zipml.host.bench", "main"),
+            "board-sim": ("zipml.host.board_sim", "main"),
             "build": ("zipml.hw.build", "main"),
             "flash": ("zipml.hw.build", "flash_main"),
             "experiment": ("zipml.host.experiment", "main")}
@@ -455,8 +463,23 @@ def _dispatch(module, fn, argv):
     return f(argv)
 
 
+def _terminate(signum, frame):
+    # SIGTERM unwinds like Ctrl-C: a board job stops its engine on the way out (device.py)
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["board-sim"] or threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv) -> int:
     from .backends import BackendUnavailable
     try:
         # bench/build/flash own their options: hand them the rest of the line untouched

@@ -77,9 +77,11 @@ class SerialTransport(Transport):
         except ImportError as e:  # pragma: no cover - pyserial is a dependency
             raise TransportError("pyserial is not installed: pip install pyserial") from e
         try:
-            self._port = serial.Serial(port, baudrate=baud, timeout=0)
+            # exclusive: a second host on the same board would interleave its frames with ours
+            self._port = serial.Serial(port, baudrate=baud, timeout=0, exclusive=True)
         except (serial.SerialException, OSError) as e:
-            raise TransportError(f"cannot open serial port {port!r} at {baud} baud: {e}") from e
+            raise TransportError(f"cannot open serial port {port!r} at {baud} baud: {e} (is "
+                                 f"another zipml, screen or minicom holding it?)") from e
         self.baud = baud
         self._port.reset_input_buffer()
         # Stop-and-wait pays the adapter's latency on every answer: ask the kernel driver for

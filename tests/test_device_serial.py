@@ -1,87 +1,27 @@
 """`SerialTransport` + `Device` over a real pseudo-terminal whose far end is the Verilated board.
 
-No FPGA in CI, so a thread plays the FTDI: it moves bytes between the pty's master side and the
-simulated UART pins. The driver opens the slave side with pyserial exactly as it opens
-/dev/ttyUSB1 on the iCEBreaker (`train_board`).
+No FPGA in CI, so the virtual board (`zipml.host.board_sim.VirtualBoard`, `zipml board-sim`)
+plays the FTDI: it moves bytes between the pty's master side and the simulated UART pins. The
+driver opens the slave side with pyserial exactly as it opens /dev/ttyUSB1 on the iCEBreaker
+(`train_board`).
 """
 
 import os
-import select
-import threading
 
 import numpy as np
 import pytest
 
-from zipml.hw import protocol as P
+from zipml.host.board_sim import VirtualBoard
 from zipml.host.device import Device, DeviceTimeout
 from zipml.host.transport import SerialTransport, SimTransport, TransportError
 
 SIM = dict(W=8, D_MAX=64, B_MAX=8, BUF_DEPTH=1024, STORE_DEPTH=16384)
 
 
-class PtyBoard:
-    """A pty whose other end is a `SimTransport`; ``path`` is the serial device to open."""
-
-    def __init__(self, sim):
-        self.sim = sim
-        self.master, slave = os.openpty()
-        self.path = os.ttyname(slave)
-        self._slave = slave
-        self._stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        buf = bytearray()
-        while not self._stop:
-            r, _, _ = select.select([self.master], [], [], 0.02)
-            if not r:
-                continue
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:
-                return
-            buf += data
-            # Stop-and-wait: pass on whole frames, then return the board's answer.
-            while True:
-                end = _frame_end(buf)
-                if end is None:
-                    break
-                frame, buf = bytes(buf[:end]), buf[end:]
-                self.sim.write(frame)
-                answer = self.sim.read(0.01)
-                if answer:
-                    os.write(self.master, answer)
-
-    def close(self):
-        self._stop = True
-        self.thread.join(1)
-        os.close(self.master)
-        os.close(self._slave)
-
-
-def _frame_end(buf):
-    """Index after the closing FLAG of the first complete frame in ``buf``, or None."""
-    start = buf.find(P.FLAG)
-    if start < 0:
-        return None
-    i = start + 1
-    while True:
-        j = buf.find(P.FLAG, i)
-        if j < 0:
-            return None
-        if j > i:
-            return j + 1
-        i = j + 1   # empty frame (idle fill): keep looking
-
-
 @pytest.fixture(scope="module")
 def board():
-    sim = SimTransport(**SIM)
-    b = PtyBoard(sim)
-    yield b
-    b.close()
-    sim.close()
+    with VirtualBoard(SimTransport(**SIM), own=True) as b:
+        yield b
 
 
 def test_device_over_serial_port(board):
@@ -179,3 +119,87 @@ def test_default_baud_is_the_boards(monkeypatch):
     assert board_baud(baud=115_200, board="ulx3s") == 115_200
     with pytest.raises(ValueError, match="unknown board 'de10'"):
         board_baud(board="de10")
+
+
+def test_a_second_host_is_refused_while_the_first_holds_the_port(board):
+    """The driver opens the port exclusively: a second host gets one clear error instead of
+    interleaving its frames with the first host's."""
+    with SerialTransport(board.path, 3_000_000) as t:
+        Device(t, timeout=0.5)
+        with pytest.raises(TransportError, match="another zipml"):
+            SerialTransport(board.path, 3_000_000)
+    with SerialTransport(board.path, 3_000_000) as t:     # free again once closed
+        Device(t, timeout=0.5)
+
+
+def test_a_host_that_dies_mid_frame_and_mid_job_leaves_nothing(board, diabetes_prepared):
+    """A host enables the engine, streams part of an epoch and dies in the middle of a frame
+    (the port closed with half a frame on the line); the next host's run over the same port is
+    bit-exact to golden."""
+    import dataclasses
+
+    from zipml.hw import protocol as P
+    from zipml.host.backend_engine import engine_job_for, train_golden
+    from zipml.host.device import _train_on
+    from zipml.host.problem import TrainOptions, resolve
+    from zipml.reference.golden import EngineConfig
+    config = EngineConfig(W=8, D_MAX=64, B_MAX=8, BUF_DEPTH=1024)
+    opts = resolve(diabetes_prepared, dataclasses.replace(
+        TrainOptions(quantizer="double", bits=2, epochs=2, seed=9), replay=False))
+    job = engine_job_for(diabetes_prepared, opts, config, 16384)
+    with SerialTransport(board.path, 3_000_000) as t:
+        dev = Device(t, timeout=0.5)
+        regs = job.epoch_regs(0)
+        dev.configure(**{r.name: int(getattr(regs, r.engine)) for r in P.ENGINE_REGISTERS})
+        dev.set_ctrl(enable=True, clear=True)
+        dev.stream(np.asarray(job.epoch_stream(0), dtype=np.uint64)[:50])
+        t.write(P.encode_frame(dev._seq, P.Command.STREAM, bytes(16))[:9])   # cut short
+    with SerialTransport(board.path, 3_000_000) as t:
+        res = _train_on(Device(t, timeout=0.5), diabetes_prepared, opts, None, config, "board")
+    gold = train_golden(diabetes_prepared, opts, config=config)
+    assert res.model_raw == gold.model_raw and res.mse == gold.mse
+
+
+def test_zipml_board_sim_trains_survives_ctrl_c_and_trains_again(tmp_path):
+    """`zipml board-sim` prints its pty first; `zipml train --backend board --port PTY` on it
+    equals golden bit for bit; a run interrupted by SIGINT exits 130 and the next run on the
+    same virtual board still equals golden."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def zipml(*args, **kw):
+        return subprocess.Popen([sys.executable, "-m", "zipml.host.cli", *args], **kw)
+
+    server = zipml("board-sim", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = server.stdout.readline().strip()
+        assert port.startswith("/dev/"), (port, server.stderr.read() if server.poll() else "")
+        args = ["train", "diabetes", "--bits", "3", "--seed", "4", "--quiet"]
+
+        def run(backend, name, epochs="2", extra=()):
+            out = tmp_path / f"{name}.json"
+            p = zipml(*args, "--epochs", epochs, "--backend", backend, *extra, "--json",
+                      str(out), stderr=subprocess.PIPE, text=True)
+            return p, out
+
+        # the virtual board runs slower than the real one (and slower still under load): the
+        # host waits longer for each answer
+        on_it = ("--port", port, "--link-timeout", "5")
+        p, _ = run("board", "interrupted", epochs="5000", extra=on_it)
+        time.sleep(8)                          # connected and streaming by now
+        assert p.poll() is None, p.stderr.read()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(60) == 130, p.stderr.read()
+        p, board_json = run("board", "board", epochs="1", extra=on_it)
+        assert p.wait(300) == 0, p.stderr.read()
+        p, golden_json = run("golden", "golden", epochs="1")
+        assert p.wait(300) == 0, p.stderr.read()
+        on_board, gold = (json.loads(f.read_text()) for f in (board_json, golden_json))
+        assert on_board["model_raw"] == gold["model_raw"] and on_board["mse"] == gold["mse"]
+        assert server.poll() is None, server.stderr.read()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0, server.stderr.read()
