@@ -25,6 +25,8 @@ __all__ = ["main", "build_parser", "run_train", "result_json"]
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+#: --strict: the engine saturated or training diverged (the results are still written)
+EXIT_NUMERIC = 3
 
 
 class UsageError(ValueError):
@@ -153,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(t)
     t.add_argument("--json", metavar="PATH", default=None, help="write the result as JSON")
     t.add_argument("--plot", metavar="PATH", default=None, help="write the loss curve as PNG")
+    t.add_argument("--strict", action="store_true",
+                   help=f"exit {EXIT_NUMERIC} if the engine saturated or training diverged "
+                        f"(a warning in the summary otherwise); the results are written first")
 
     pr = sub.add_parser("predict", help="predict with a model saved by `zipml train --json`")
     pr.add_argument("data", metavar="DATA", help="a bundled dataset name or an svmlight file")
@@ -308,6 +313,8 @@ def result_json(prepared, options, result, seconds):
         x = prepared.from_user(np.asarray(result.model))
         out["accuracy"] = prepared.accuracy(x)
     out["extra"] = result.extra
+    out["overflow"] = bool(result.extra.get("overflow"))
+    out["trouble"] = result.trouble()
     return out
 
 
@@ -340,6 +347,8 @@ def _summary(doc) -> str:
         lines.append(f"  sample store fit: {fit}")
     if doc["cycles"] is not None:
         lines.append(f"  cycles {doc['cycles']:,}")
+    if doc.get("trouble"):
+        lines.append(f"  WARNING: {doc['trouble']}")
     return "\n".join(lines)
 
 
@@ -361,6 +370,9 @@ def cmd_train(args) -> int:
                     doc.get("optimum_mse"),
                     title=f"{doc['dataset']} {options.model} ({options.backend})")
     print(_summary(doc))
+    if doc["trouble"] and args.strict:
+        sys.stderr.write(f"zipml: error: {doc['trouble']} (--strict)\n")
+        return EXIT_NUMERIC
     return 0
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.datasets import (load_breast_cancer, load_diabetes, load_digits, load_iris,
                               load_linnerud, load_svmlight_file, load_wine)
 
-from .problem import Dataset
+from .problem import MAX_FEATURES, Dataset
 
 __all__ = ["BUNDLED", "load", "load_bundled", "load_svmlight", "names"]
 
@@ -119,6 +119,10 @@ def load_bundled(name: str) -> Dataset:
                    name=name, task=task)
 
 
+#: the largest dense copy of a file (the sparse file is checked against it before the copy)
+MAX_DENSE_BYTES = 4 << 30
+
+
 def load_svmlight(path: str, task: str | None = None) -> Dataset:
     """A LIBSVM/svmlight file (dense copy of the sparse matrix).
 
@@ -137,6 +141,15 @@ def load_svmlight(path: str, task: str | None = None) -> Dataset:
         raise ValueError(f"{path} is not a valid svmlight file: {msg}") from None
     if X.shape[0] == 0:
         raise ValueError(f"{path} holds no samples")
+    n, d = X.shape
+    if d > MAX_FEATURES:
+        raise ValueError(f"{path}: feature indices up to {d}, more than zipml trains "
+                         f"({MAX_FEATURES} features; a board's engine takes its D_MAX, 1024 "
+                         f"to 4096)")
+    if n * d * 8 > MAX_DENSE_BYTES:
+        raise ValueError(f"{path}: {n} x {d} is {n * d * 8 / 2**30:.1f} GiB as dense floats, "
+                         f"more than the {MAX_DENSE_BYTES / 2**30:.0f} GiB zipml copies a file "
+                         f"into: train on a subset")
     X = X.toarray()
     y = np.asarray(y, dtype=np.float64)
     if task is None:

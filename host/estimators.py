@@ -8,8 +8,11 @@ trains one binary model per class (one-vs-rest).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -38,6 +41,9 @@ class _ZipMLBase(BaseEstimator):
             res = train_board(prepared, resolve(prepared, options.validate()), baud=self.baud)
         else:
             res = backends.train(prepared, options)
+        trouble = res.trouble()
+        if trouble is not None:
+            warnings.warn(f"zipml: {trouble}", ConvergenceWarning, stacklevel=3)
         w = np.asarray(res.model, dtype=np.float64)
         d = X.shape[1]
         return w[:d], (float(w[d]) if self.fit_intercept else 0.0), res

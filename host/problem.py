@@ -198,6 +198,14 @@ def _as_float_2d(X, what="X") -> np.ndarray:
 WHITEN_MAX_FEATURES = 2048
 
 
+#: the widest model trained (above every board's D_MAX; the reference's least-squares optimum
+#: and the dense copy of a file grow with it)
+MAX_FEATURES = 1 << 16
+#: the largest |feature| or |label|: centring and scaling square them (float64 overflows near
+#: 1.3e154 squared sums)
+MAX_ABS_VALUE = 1e100
+
+
 def prepare(X, y, task: str, intercept: bool = True, name: str = "",
             precondition: str = "whiten") -> Prepared:
     """Scale user data into the problem of docs/design.md §2.
@@ -230,6 +238,16 @@ def prepare(X, y, task: str, intercept: bool = True, name: str = "",
     if not np.isfinite(y).all():
         bad = int(np.argwhere(~np.isfinite(y))[0][0])
         raise ValueError(f"labels contain NaN or inf (first in sample {bad})")
+    if d > MAX_FEATURES:
+        raise ValueError(f"{d} features: more than zipml trains ({MAX_FEATURES}; a board's engine "
+                         f"takes its D_MAX, 1024 to 4096)")
+    for what, v in (("features", X), ("labels", y)):
+        big = np.abs(v) > MAX_ABS_VALUE
+        if big.any():
+            at = np.argwhere(big)[0]
+            raise ValueError(f"{what} beyond +-{MAX_ABS_VALUE:g} (first in sample {int(at[0])}: "
+                             f"{float(v[tuple(at)]):g}): scaling squares them, which would "
+                             f"overflow; rescale the data")
     # With an intercept, centring is free (the intercept absorbs the means, to_user maps them
     # back) and it is what makes SGD converge: a column with a large offset is nearly parallel
     # to the ones column (condition numbers of 1e4 and more), and after max-abs scaling its
@@ -412,6 +430,17 @@ class TrainResult:
     bits_moved: int = 0
     cycles: int | None = None
     extra: dict = field(default_factory=dict)
+
+    def trouble(self):
+        """What went wrong with the numbers, or None: the engine saturated (its overflow
+        flag: a model word hit the fixed-point range) or the loss or the model is not finite
+        (the float reference diverged)."""
+        if self.extra.get("overflow"):
+            return ("the engine saturated (overflow: a model word reached the fixed-point "
+                    "range), so the model is clipped: lower --lr or check the data's scale")
+        if not (np.all(np.isfinite(self.mse)) and np.all(np.isfinite(self.model))):
+            return "training diverged (the loss or the model is not finite): lower --lr"
+        return None
 
 
 # Fraction of the stability limit the default step uses.  Sequential SGD on the squared loss

@@ -128,6 +128,15 @@ BAD = {
     "unknown board on sim": lambda t: (["train", "diabetes", "--backend", "sim", "--board",
                                         "de10"], "--board: invalid choice"),
     "bad lr": lambda t: (["train", "diabetes", "--lr", "-1"], "lr"),
+    # issue 11 case 5: a segfault in lstsq, a 30 GiB allocation, an OverflowError traceback
+    "feature index 1e7": lambda t: (["train", write(t, "w7.svm", "1 1:0.5 10000000:1\n2 1:3\n"),
+                                     "--backend", "reference"], "feature indices up to 10000000"),
+    "feature index 2e9": lambda t: (["train", write(t, "w9.svm", "1 1:.5 2000000000:1\n2 1:3\n"),
+                                     "--backend", "reference"], "more than zipml trains"),
+    "labels of 1e308": lambda t: (["train", write(t, "big.svm", "1e308 1:1\n-1e308 1:2\n3 1:4\n"),
+                                   "--backend", "reference"], "labels beyond"),
+    "features of -1e200": lambda t: (["train", write(t, "bigx.svm", "1 1:-1e200\n2 1:2\n")],
+                                     "features beyond"),
 }
 
 
@@ -279,3 +288,54 @@ def test_rtl_on_the_icebreaker_equals_golden_on_it(tmp_path, capsys):
     gold, _ = train_json(capsys, tmp_path, "diabetes", "--backend", "golden", *args)
     assert rtl["model_raw"] == gold["model_raw"] and rtl["mse"] == gold["mse"]
     assert rtl["extra"]["config"]["ARCH"] == "serial" and rtl["cycles"] > 0
+
+
+def test_an_engine_that_saturates_is_a_warning_and_with_strict_an_exit_code(tmp_path, capsys):
+    """Case 4 of issue 11: `--lr 50` on golden pins the model at the fixed-point range. The
+    summary warns, the JSON says so, and --strict exits 3 after writing it."""
+    out = tmp_path / "r.json"
+    args = ["train", "diabetes", "--backend", "golden", "--lr", "50", "--epochs", "1",
+            "--bits", "4", "--quiet", "--json", str(out)]
+    rc, stdout, err = run(args, capsys)
+    assert rc == 0 and "WARNING: the engine saturated" in stdout
+    doc = json.loads(out.read_text())
+    assert doc["overflow"] is True and "saturated" in doc["trouble"]
+    out.unlink()
+    rc, stdout, err = run(args + ["--strict"], capsys)
+    assert rc == 3 and "--strict" in err and json.loads(out.read_text())["overflow"] is True
+    rc, stdout, err = run(args[:4] + ["--epochs", "1", "--quiet", "--strict"], capsys)
+    assert rc == 0 and "WARNING" not in stdout
+
+
+def test_estimator_warns_when_the_engine_saturates():
+    from sklearn.datasets import load_diabetes
+    from sklearn.exceptions import ConvergenceWarning
+
+    from zipml import ZipMLRegressor
+    X, y = load_diabetes(return_X_y=True)
+    with pytest.warns(ConvergenceWarning, match="saturated"):
+        ZipMLRegressor(backend="golden", lr=50, epochs=1, bits=4).fit(X, y)
+
+
+def test_json_never_holds_nan_or_infinity(tmp_path):
+    """NaN and infinities become null, and the document says where (strict JSON parsers, e.g.
+    JavaScript's, reject NaN)."""
+    from zipml.reference.files import write_json
+    p = tmp_path / "x.json"
+    write_json(p, {"mse": [1.0, float("nan"), np.float64("inf")], "ok": 2.5,
+                   "model": np.array([0.5, -np.inf])})
+    text = p.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    doc = json.loads(text)
+    assert doc["mse"] == [1.0, None, None] and doc["ok"] == 2.5 and doc["model"] == [0.5, None]
+    assert doc["non_finite"] == {"count": 3, "first": ["mse[1]", "mse[2]", "model[1]"]}
+
+
+def test_an_unwritable_plot_path_is_refused_before_training(tmp_path, capsys):
+    """Case 5: the plot path is checked with the JSON's, before any work: nothing is written."""
+    (tmp_path / "afile").write_text("")
+    out_json = tmp_path / "r.json"
+    rc, out, err = run(["train", "diabetes", "--quiet", "--json", str(out_json), "--plot",
+                        str(tmp_path / "afile" / "r.png")], capsys)
+    assert rc == 2 and "cannot write into" in err and "--plot" in err
+    assert not out_json.exists()
