@@ -122,14 +122,39 @@ def sim_opt() -> str:
 
 def build_root() -> pathlib.Path:
     """Folder of the build cache: ``$ZIPML_BUILD_DIR``, else ``build/`` of the source tree
-    (when the package runs from a checkout), else ``./build``."""
+    (when the package runs from a checkout), else the user's cache folder
+    (``$XDG_CACHE_HOME/zipml``, default ``~/.cache/zipml``): never the current directory, where
+    anyone could have left a library to be loaded."""
     env = os.environ.get("ZIPML_BUILD_DIR")
     if env:
         return pathlib.Path(env).resolve()
     root = _HERE.parent
     if (root / "pyproject.toml").exists():
         return root / "build"
-    return pathlib.Path.cwd() / "build"
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(cache).resolve() / "zipml"
+
+
+def _digest(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _trusted(folder: pathlib.Path) -> bool:
+    """Whether the cached library in ``folder`` may be loaded: this user's file, writable by
+    no one else, whose SHA-256 is the one recorded when it was built here."""
+    lib, recorded = folder / "libzm.so", folder / "libzm.so.sha256"
+    try:
+        st = lib.stat()
+        want = recorded.read_text().strip()
+    except OSError:
+        return False
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return False
+    return _digest(lib) == want
 
 
 # ------------------------------------------------------------------------------------------
@@ -383,8 +408,10 @@ def build(verilog: str, top: str, *, trace: bool = False, jobs: int = 2,
         h.update(b"\0")
     root = pathlib.Path(root) if root is not None else build_root() / "verilator"
     out = root / f"{top}-{h.hexdigest()[:16]}"
-    if (out / "libzm.so").exists():
+    if _trusted(out):
         return out
+    if out.exists():        # unrecorded, changed or not ours: built again, never loaded
+        shutil.rmtree(out, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     # Build in a private folder, then rename: two processes building the same design never
     # see each other's half-written files, and the loser of the rename just uses the winner's.
@@ -410,11 +437,13 @@ def build(verilog: str, top: str, *, trace: bool = False, jobs: int = 2,
             raise VerilatorError(f"verilator build of {top!r} failed "
                                  f"(log: {tmp}/build.log):\n{tail}")
         shutil.move(str(tmp / "obj" / "libzm.so"), tmp / "libzm.so")
+        os.chmod(tmp / "libzm.so", 0o755)      # whatever the umask: writable by us alone
+        (tmp / "libzm.so.sha256").write_text(_digest(tmp / "libzm.so") + "\n")
         shutil.rmtree(tmp / "obj", ignore_errors=True)  # objects are ~MBs; the .so is enough
         try:
             tmp.rename(out)
         except OSError:
-            if not (out / "libzm.so").exists():
+            if not _trusted(out):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:

@@ -144,6 +144,37 @@ def test_build_is_cached(model):
     assert (model.path / "libzm.so").exists()
 
 
+def test_a_cached_library_is_loaded_only_with_its_recorded_hash(model):
+    """Issue 11 case 8: a library changed after its build (or one left there by anyone else,
+    without the hash recorded at build) is built again, never loaded."""
+    v = V.to_verilog(StreamAcc(), "stream_acc")
+    lib = model.path / "libzm.so"
+    good = lib.read_bytes()
+    assert (model.path / "libzm.so.sha256").read_text().strip() == V._digest(lib)
+    with open(lib, "ab") as f:
+        f.write(b"planted")
+    assert not V._trusted(model.path)
+    assert V.build(v, "stream_acc") == model.path       # rebuilt in place
+    assert V._trusted(model.path) and lib.read_bytes() != good + b"planted"
+    record = model.path / "libzm.so.sha256"
+    saved = record.read_text()
+    record.unlink()                                     # a library without its record
+    assert not V._trusted(model.path)
+    record.write_text(saved)
+    lib.chmod(0o777)                                    # writable by anyone
+    assert not V._trusted(model.path)
+    lib.chmod(0o755)
+
+
+def test_an_installed_package_caches_in_the_users_folder(monkeypatch, tmp_path):
+    """Outside a checkout the cache is the user's ($XDG_CACHE_HOME/zipml), not ./build."""
+    monkeypatch.delenv("ZIPML_BUILD_DIR", raising=False)
+    monkeypatch.setattr(V, "_HERE", tmp_path / "site-packages" / "zipml" / "sim")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert V.build_root() == (tmp_path / "cache" / "zipml").resolve()
+
+
 MESSAGE = [0x55, 0x00, 0xFF, 0x7E, 0x12, 0x7E]
 
 
