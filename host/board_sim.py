@@ -10,8 +10,8 @@ Simulated time advances while bytes are played in and, while a host has been act
 `ACTIVE_S` seconds, in slices during which ``tx`` is read, so a replay the board runs while its
 host sleeps goes on as it would on the board and no answer is lost. (The board's own ``tx``
 is not watched while a host's bytes are played in: an answer sent then, which a stop-and-wait
-host only provokes by resending before the answer came, reaches the host damaged and is
-resent like any damaged frame.) Frames are handed on up to the last
+host only provokes by resending before the answer came, reaches the host damaged
+(`SimTransport.read`) and is resent like any damaged frame.) Frames are handed on up to the last
 FLAG seen (the rest waits for more bytes, as a UART would deliver them), so a frame is never
 split between two plays.
 """
@@ -28,7 +28,6 @@ import time
 import tty
 
 from zipml.host.device import sim_transport_for
-from zipml.host.transport import TransportError
 from zipml.hw import protocol as P
 from zipml.hw.boards import BOARDS
 
@@ -98,12 +97,7 @@ class VirtualBoard:
         """Run the board `SLICE_S` at a time, passing on what it sends, until a slice passes
         in silence: time moves on only while ``tx`` is watched, so no answer is lost."""
         while True:
-            try:
-                out = self.transport.read(SLICE_S)
-            except TransportError:
-                # the read began inside a byte the board sent while a host's bytes were
-                # played in: that answer is lost as on a noisy line (the host resends)
-                continue
+            out = self.transport.read(SLICE_S)
             if not out:
                 return
             os.write(self.master, out)

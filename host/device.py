@@ -347,14 +347,25 @@ class Device:
         return w.astype(f"<u{self.W // 8}").tobytes()
 
     def _send_words(self, cmd, words, progress=None):
+        """Send ``words`` in frames of whole words. On a bad line a long frame rarely gets
+        through whole, so a command that needed resends halves the next frame's payload, and
+        one that went through at once doubles it back towards the board's ``max_payload``.
+        (A resend itself is the same frame: a shorter one under the same seq could be judged
+        a DUPLICATE of its longer first try and lose words.)"""
         data = self._word_bytes(words)
-        step = (self.params["max_payload"] // (self.W // 8)) * (self.W // 8)
-        for i in range(0, len(data), step):
+        wb = self.W // 8
+        most = (self.params["max_payload"] // wb) * wb
+        step, i = most, 0
+        while i < len(data):
             chunk = data[i:i + step]
+            resends = self.stats.resends
             self.transact(cmd, chunk)
+            i += len(chunk)
             self.stats.payload += len(chunk)
+            step = max(wb, step // 2 // wb * wb) if self.stats.resends > resends \
+                else min(most, 2 * step)
             if progress is not None:
-                progress(len(chunk) // (self.W // 8))
+                progress(len(chunk) // wb)
 
     def stream(self, words, progress=None):
         """Push W-bit words into the running engine (streaming mode)."""
@@ -427,14 +438,26 @@ class Device:
         """Model words 0..d-1 as int64 (signed 32-bit Q8.24 values)."""
         if not 0 < d <= self.params["D_MAX"]:
             raise ValueError(f"d must be 1..{self.params['D_MAX']}, got {d}")
-        per = (self.params["max_payload"] - 1) // 4
-        out = []
-        for a in range(0, d, per):
+        most = (self.params["max_payload"] - 1) // 4
+        per, a, out = most, 0, []
+        while a < d:
+            # a read may be asked again with fewer words (it has no effect): on a bad line the
+            # answers shrink while they need resends and grow back while they do not
             n = min(per, d - a)
-            data = self.transact(C.READ_MODEL, a.to_bytes(2, "little") + n.to_bytes(2, "little"))
+            resends = self.stats.resends
+            try:
+                data = self.transact(C.READ_MODEL,
+                                     a.to_bytes(2, "little") + n.to_bytes(2, "little"))
+            except DeviceTimeout:
+                if per == 1:
+                    raise
+                per = max(1, per // 2)
+                continue
             if len(data) != 4 * n:
                 raise DeviceError(f"READ_MODEL returned {len(data)} bytes for {n} words")
             out.append(np.frombuffer(data, dtype="<i4"))
+            a += n
+            per = max(1, per // 2) if self.stats.resends > resends else min(most, 2 * per)
         return np.concatenate(out).astype(np.int64)
 
     def write_model(self, words):

@@ -23,7 +23,7 @@ import numpy as np
 
 from zipml.hw import protocol as P
 
-__all__ = ["Transport", "SerialTransport", "SimTransport", "TransportError"]
+__all__ = ["Transport", "SerialTransport", "SimTransport", "TransportError", "FaultyLine"]
 
 
 class TransportError(RuntimeError):
@@ -196,6 +196,7 @@ class SimTransport(Transport):
         self._rng = random.Random(seed)
         self.bytes_written = 0
         self.bytes_read = 0
+        self.framing_errors = 0
 
     @property
     def cycles(self):
@@ -226,16 +227,30 @@ class SimTransport(Transport):
 
     def read(self, timeout):
         """Receive until a frame's closing FLAG (or ``timeout`` simulated seconds of silence),
-        decoding ``tx`` in C++ (`Model.uart_read`): mid-bit samples, 8N1."""
-        try:
-            out = self.model.uart_read("tx", self.divisor,
-                                       first_timeout=max(1, int(timeout * self.clk_freq)),
-                                       # after a closing FLAG the board sends nothing more
-                                       # without a new command; within a frame bytes follow
-                                       # back to back, so 20 byte times of silence end it
-                                       idle_timeout=200 * self.divisor, stop_byte=P.FLAG)
-        except ValueError as e:
-            raise TransportError(f"simulated UART: {e}") from None
+        decoding ``tx`` in C++ (`Model.uart_read`): mid-bit samples, 8N1.
+
+        The simulated board's ``tx`` is watched only inside `read`: a byte it began while the
+        host's bytes were played in (`write`) is caught mid-way, a framing error. Like a
+        real receiver, this one then drops what it had of the frame (the host sees a damaged
+        or missing answer and resends), waits a bit time and looks for the next start bit;
+        ``framing_errors`` counts these."""
+        budget = max(1, int(timeout * self.clk_freq))
+        start = self.model.cycles
+        while True:
+            try:
+                out = self.model.uart_read("tx", self.divisor, first_timeout=budget,
+                                           # after a closing FLAG the board sends nothing more
+                                           # without a new command; within a frame bytes
+                                           # follow back to back, so 20 byte times of
+                                           # silence end it
+                                           idle_timeout=200 * self.divisor, stop_byte=P.FLAG)
+                break
+            except ValueError:
+                self.framing_errors += 1
+                self.model.tick(self.divisor)
+                if self.model.cycles - start >= budget:
+                    out = b""
+                    break
         self.bytes_read += len(out)
         return out
 
@@ -248,3 +263,66 @@ class SimTransport(Transport):
         if model is not None:
             model.close()
             self.model = None
+
+
+class FaultyLine(Transport):
+    """A bad line between the host and a transport: seeded byte faults in both directions.
+
+    Each byte is hit with probability ``rate``; a hit is one of ``kinds``, chosen uniformly:
+    ``flip`` (one bit), ``drop`` (the byte vanishes), ``insert`` (a random byte after it) or
+    ``burst`` (it and the next 1..7 bytes replaced by random ones). Everything else
+    (``cycles``, ``clk_freq``, ``idle``, ``baud``) is the inner transport's, so the host's
+    deadlines run on the simulated clock as before.
+
+    Attributes
+    ----------
+    faults : dict
+        Faults injected so far, per kind and direction (``"out"``: to the board, ``"in"``).
+    """
+
+    KINDS = ("flip", "drop", "insert", "burst")
+
+    def __init__(self, inner, rate, seed=0, kinds=KINDS):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"fault rate must be in [0, 1), got {rate}")
+        unknown = set(kinds) - set(self.KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"fault kinds must be among {', '.join(self.KINDS)}, got {kinds}")
+        self.inner, self.rate, self.kinds = inner, float(rate), tuple(kinds)
+        self._rng = np.random.default_rng(seed)
+        self.faults = {d: dict.fromkeys(self.kinds, 0) for d in ("out", "in")}
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    @property
+    def faults_injected(self):
+        return sum(sum(k.values()) for k in self.faults.values())
+
+    def _damage(self, data, direction):
+        data = bytearray(data)
+        hits = np.flatnonzero(self._rng.random(len(data)) < self.rate)
+        for i in hits[::-1]:            # from the end: earlier indices stay valid
+            kind = self.kinds[self._rng.integers(len(self.kinds))]
+            self.faults[direction][kind] += 1
+            if kind == "flip":
+                data[i] ^= 1 << int(self._rng.integers(8))
+            elif kind == "drop":
+                del data[i]
+            elif kind == "insert":
+                data.insert(i + 1, int(self._rng.integers(256)))
+            else:
+                k = int(self._rng.integers(2, 9))
+                data[i:i + k] = self._rng.integers(0, 256, min(k, len(data) - i),
+                                                   dtype=np.uint8).tobytes()
+        return bytes(data)
+
+    def write(self, data):
+        self.inner.write(self._damage(data, "out"))
+
+    def read(self, timeout):
+        data = self.inner.read(timeout)
+        return self._damage(data, "in") if data else data
+
+    def close(self):
+        self.inner.close()
