@@ -58,7 +58,7 @@ from ..reference.golden import ARCHS, EngineConfig, buffered, group_planes
 from ..reference.quantize import QUANTIZERS
 from ..sim import engine_rtl
 from .files import write_json
-from . import bench_link, bench_seeds, bench_store
+from . import bench_fuzz, bench_link, bench_seeds, bench_store
 
 __all__ = ["CONFIGS", "QUANTIZERS", "engine_rows", "bench_engine", "bench_host", "main"]
 
@@ -394,6 +394,7 @@ def main(argv=None) -> int:
     bench_seeds.add_parser(sub)
     bench_store.add_parser(sub)
     bench_link.add_parser(sub)
+    bench_fuzz.add_parser(sub)
     h = sub.add_parser("host", help="quantize+pack rate and link payload share")
     h.add_argument("--json", metavar="PATH")
     h.add_argument("--n", type=int, default=2000)
@@ -432,6 +433,8 @@ def main(argv=None) -> int:
             rep = bench_store.run(args)
         elif args.what == "link":
             rep = bench_link.run(args)
+        elif args.what == "fuzz":
+            rep = bench_fuzz.run(args)
         elif args.what == "pnr":
             path = pathlib.Path(args.json)
             rep = json.loads(path.read_text())
@@ -456,8 +459,8 @@ def main(argv=None) -> int:
         write_json(args.json, rep)
     else:
         print(json.dumps(rep, indent=1))
-    # the link bench measures, and says by its exit code whether the model came through whole
-    return 1 if rep.get("model_equal_golden") is False else 0
+    # the link and fuzz benches measure, and say by their exit code whether all came through
+    return 1 if rep.get("model_equal_golden") is False or rep.get("ok") is False else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

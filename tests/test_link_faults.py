@@ -72,3 +72,31 @@ def test_training_through_a_bad_line_equals_golden(rate, replay):
     assert line.faults_injected > 20 and device.stats.resends > 10
     assert (got.extra["store_p"] > 0) == replay
     assert got.model_raw == want.model_raw and got.mse == want.mse
+
+
+@pytest.mark.parametrize("frames,seed", [(200, 1)])
+def test_fuzzed_frames_are_each_answered_and_counted(frames, seed):
+    """`zipml bench fuzz` in small (CI) form: reads right and wrong, unknown commands, flipped
+    bits, truncations, dangling escapes, junk and over-long frames into the board system;
+    each gets exactly its answer, each is counted once, and the board still works after.
+    The 10 000-frame run is results/fuzz_link.json."""
+    from zipml.host.bench_fuzz import KINDS, fuzz_link
+    sim = sim_transport_for(CONFIG, STORE_DEPTH=16384)
+    try:
+        rep = fuzz_link(sim, frames=frames, seed=seed, timeout=0.01)
+    finally:
+        sim.close()
+    assert not rep["failures"], rep["failures"][:3]
+    assert rep["answered"] == frames and rep["alive_after"] and rep["ok"]
+    assert all(rep["kinds"][k] > frames // (2 * len(KINDS)) for k in KINDS)
+
+
+@pytest.mark.slow
+def test_ten_thousand_fuzzed_frames():
+    from zipml.host.bench_fuzz import fuzz_link
+    sim = sim_transport_for(CONFIG, STORE_DEPTH=16384)
+    try:
+        rep = fuzz_link(sim, frames=10_000, seed=2, timeout=0.01)
+    finally:
+        sim.close()
+    assert rep["ok"], rep["failures"][:3]
