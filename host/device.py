@@ -45,6 +45,11 @@ class LinkStats:
         return dict(vars(self))
 
 
+#: payload bytes of a board-bound data frame at first: long frames are worth it only on a line
+#: known to be clean (`Device._send_words`)
+FIRST_FRAME = 64
+
+
 class Device:
     """A zipml board behind a transport.
 
@@ -348,14 +353,15 @@ class Device:
 
     def _send_words(self, cmd, words, progress=None):
         """Send ``words`` in frames of whole words. On a bad line a long frame rarely gets
-        through whole, so a command that needed resends halves the next frame's payload, and
-        one that went through at once doubles it back towards the board's ``max_payload``.
-        (A resend itself is the same frame: a shorter one under the same seq could be judged
-        a DUPLICATE of its longer first try and lose words.)"""
+        through whole, so the payload starts at `FIRST_FRAME` bytes, halves after a command
+        that needed resends and grows by a quarter after one that went through at once, up to
+        the board's ``max_payload`` (which a clean line reaches within a few frames). (A
+        resend itself is the same frame: a shorter one under the same seq could be judged a
+        DUPLICATE of its longer first try and lose words.)"""
         data = self._word_bytes(words)
         wb = self.W // 8
         most = (self.params["max_payload"] // wb) * wb
-        step, i = most, 0
+        step, i = max(wb, min(most, FIRST_FRAME // wb * wb)), 0
         while i < len(data):
             chunk = data[i:i + step]
             resends = self.stats.resends
@@ -363,7 +369,7 @@ class Device:
             i += len(chunk)
             self.stats.payload += len(chunk)
             step = max(wb, step // 2 // wb * wb) if self.stats.resends > resends \
-                else min(most, 2 * step)
+                else min(most, step + max(wb, step // 4 // wb * wb))
             if progress is not None:
                 progress(len(chunk) // wb)
 
@@ -457,7 +463,7 @@ class Device:
                 raise DeviceError(f"READ_MODEL returned {len(data)} bytes for {n} words")
             out.append(np.frombuffer(data, dtype="<i4"))
             a += n
-            per = max(1, per // 2) if self.stats.resends > resends else min(most, 2 * per)
+            per = max(1, per // 2) if self.stats.resends > resends else min(most, per + per // 4 + 1)
         return np.concatenate(out).astype(np.int64)
 
     def write_model(self, words):
