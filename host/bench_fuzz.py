@@ -29,7 +29,7 @@ import numpy as np
 
 from zipml.hw import protocol as P
 
-from .bench_seeds import _commit
+from ..reference.files import source_commit
 from .device import Device, sim_transport_for
 
 __all__ = ["fuzz_link", "add_parser", "run"]
@@ -152,7 +152,7 @@ def fuzz_link(transport, frames=10_000, seed=0, timeout=0.05, progress=None) -> 
     words = np.random.default_rng(seed).integers(-2**31, 2**31, size=min(8, d_max))
     dev.write_model(words)
     alive = alive and np.array_equal(dev.read_model(words.size), words)
-    return {"commit": _commit(),
+    return {"commit": source_commit(),
             "command": "zipml bench fuzz " + " ".join(sys.argv[3:])
             if sys.argv[1:3] == ["bench", "fuzz"] else None,
             "frames": frames, "seed": seed, "kinds": counts, "answered": answered,

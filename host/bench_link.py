@@ -18,7 +18,7 @@ import time
 
 from . import datasets
 from .backend_engine import board_build, train_golden
-from .bench_seeds import _commit
+from ..reference.files import source_commit
 from .device import Device, _train_on, sim_transport_for
 from .problem import TrainOptions, prepare, resolve
 from .transport import FaultyLine
@@ -50,7 +50,7 @@ def bench_link(data="diabetes", *, fault_rate, seed=0, board=None, epochs=3, bit
     seconds = time.perf_counter() - t0
     stats = device.stats.as_dict()
     return {
-        "commit": _commit(),
+        "commit": source_commit(),
         "command": "zipml bench link " + " ".join(sys.argv[3:])
         if sys.argv[1:3] == ["bench", "link"] else None,
         "data": data, "n": int(prepared.n), "d": int(prepared.A.shape[1]), "board": board,

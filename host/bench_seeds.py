@@ -16,13 +16,12 @@ and per combination the median and the worst of those ratios.  It measures; it a
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from ..reference.files import source_commit
 from . import backends, datasets
 from .problem import GRIDS, QUANTIZERS, TrainOptions, prepare, resolve
 
@@ -30,19 +29,6 @@ __all__ = ["bench_seeds", "add_parser", "run"]
 
 #: stream-fixed: streamed, fresh codes, but epoch 0's order every epoch (store mode's order)
 MODES = ("stream", "store", "stream-fixed")
-
-
-def _commit() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                           capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    rev = r.stdout.strip()
-    return (rev + ("+dirty" if dirty.strip() else "")) if rev else None
 
 
 def bench_seeds(data: str, *, backend="golden", bits=(2, 8), quantizers=("double", "naive"),
@@ -91,7 +77,7 @@ def bench_seeds(data: str, *, backend="golden", bits=(2, 8), quantizers=("double
                             "median_ratio": statistics.median(ratios),
                             "worst_ratio": max(ratios), "best_ratio": min(ratios),
                             "runs": len(ratios)})
-    return {"commit": _commit(), "command": "zipml bench seeds " + " ".join(sys.argv[3:])
+    return {"commit": source_commit(), "command": "zipml bench seeds " + " ".join(sys.argv[3:])
             if sys.argv[1:3] == ["bench", "seeds"] else None,
             "data": data, "n": int(prepared.A.shape[0]), "d": int(prepared.A.shape[1]),
             "backend": backend, "board": board, "epochs": epochs, "seeds": seeds,

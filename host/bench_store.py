@@ -20,7 +20,7 @@ import sys
 import time
 
 from . import datasets
-from .bench_seeds import _commit
+from ..reference.files import source_commit
 from .device import train_sim
 from .problem import QUANTIZERS, TrainOptions, prepare, resolve
 
@@ -60,7 +60,7 @@ def bench_store(data="diabetes", *, boards=("icebreaker", "ulx3s"), bits=range(1
                     "mse": res.mse[-1], "sim_seconds": round(time.perf_counter() - t0, 2)})
                 if progress:
                     progress(rows[-1])
-    return {"commit": _commit(),
+    return {"commit": source_commit(),
             "command": "zipml bench store " + " ".join(sys.argv[3:])
             if sys.argv[1:3] == ["bench", "store"] else None,
             "data": data, "n": int(n), "d": int(d), "epochs": epochs, "rows": rows,

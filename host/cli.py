@@ -19,6 +19,7 @@ import threading
 import time
 
 from ..reference.order import ORDERS
+from ..reference.files import source_commit
 from .files import write_json
 
 __all__ = ["main", "build_parser", "run_train", "result_json"]
@@ -313,6 +314,7 @@ def result_json(prepared, options, result, seconds):
         x = prepared.from_user(np.asarray(result.model))
         out["accuracy"] = prepared.accuracy(x)
     out["extra"] = result.extra
+    out["commit"] = source_commit()
     out["overflow"] = bool(result.extra.get("overflow"))
     out["trouble"] = result.trouble()
     return out
@@ -362,6 +364,7 @@ def cmd_train(args) -> int:
                                                  link={"baud": args.baud,
                                                        "timeout": args.link_timeout})
     doc = result_json(prepared, resolved, result, secs)
+    doc["command"] = "zipml " + " ".join(args.argv)
     if args.json:
         write_json(args.json, doc)
     if args.plot:
@@ -502,6 +505,7 @@ def _main(argv) -> int:
             args = build_parser().parse_args(argv)
         except SystemExit as exc:          # usage errors (code 2) and --help (code 0)
             return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+        args.argv = argv
         if args.command == "train":
             return cmd_train(args)
         if args.command == "demo":

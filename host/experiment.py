@@ -59,7 +59,7 @@ from ..reference.levels import MAX_CANDIDATES, optimal_levels
 from ..reference.sgd import MODEL_LOSS, loss_value
 from . import backend_engine as be
 from . import backend_reference, datasets
-from .bench_seeds import _commit as _git_commit
+from ..reference.files import source_commit as _git_commit
 from .cli import _int, _Parser
 from .files import write_json
 from .problem import (GRIDS, LEVELS, MODELS, QUANTIZERS, Dataset, TrainOptions, default_lr,

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 
-from ..reference.files import write_json
+from ..reference.files import source_commit, write_json
 from .boards import board_names, board_spec, make_top
 from .family import FAMILIES, family as _family
 
@@ -374,20 +374,6 @@ def _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,
     }
 
 
-def _commit():
-    """Short hash of the checkout's HEAD, ``+dirty`` with uncommitted changes to tracked files
-    (None outside a git checkout): the report says which code it built."""
-    root = pathlib.Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (rev + ("+dirty" if dirty.strip() else "")) if rev else None
-
-
 def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None, seed=1,
           fit=None, verbose=False, engine_cls=None):
     """Synthesize, place and route one board top and return its report (see module doc).
@@ -426,7 +412,7 @@ def build(board, target="system", *, freq_mhz=None, engine=None, build_dir=None,
     fit = (target == "system") if fit is None else fit
     build_dir = pathlib.Path(build_dir or f"build/{board}_{target}")
     start = time.monotonic()
-    commit = _commit()          # the code elaborated is the code at the start
+    commit = source_commit()    # the code elaborated is the code at the start
     attempts = []
     while True:
         report = _build_once(spec, board, target, freq_mhz, engine, build_dir, seed, verbose,

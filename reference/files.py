@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import tempfile
 
-__all__ = ["write_json"]
+__all__ = ["write_json", "source_commit"]
 
 
 def _json_default(o):
@@ -65,3 +66,17 @@ def write_json(path, obj, indent: int = 1) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def source_commit():
+    """Short hash of the checkout's HEAD, ``+dirty`` with uncommitted changes to tracked files
+    (None outside a git checkout): a report says which code measured it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (rev + ("+dirty" if dirty.strip() else "")) if rev else None
