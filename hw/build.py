@@ -304,7 +304,8 @@ def _top_and_options(spec, board, target, freq_mhz, engine, seed, engine_cls):
                    **({"engine_cls": engine_cls} if engine_cls is not None else {}))
     options = {
         # yowasp tools want paths relative to the build directory.
-        "nextpnr_opts": f"--timing-allow-fail --report report.json --seed {int(seed)}",
+        "nextpnr_opts": (f"--timing-allow-fail --report report.json --seed {int(seed)} "
+                         f"{spec.family_spec.nextpnr_opts}").strip(),
         **spec.family_spec.build_opts,
     }
     return top, options

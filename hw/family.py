@@ -200,6 +200,8 @@ class Family:
     net_suffixes : tuple of str
         What Yosys and nextpnr append to a design name (a regex alternative each), dropped
         when the report names a signal.
+    nextpnr_opts : str
+        nextpnr options of this family, after the project's own (report, seed).
     """
     name: str
     tools: dict
@@ -210,6 +212,7 @@ class Family:
     dp16kd_ram: bool
     cell_types: dict
     net_suffixes: tuple
+    nextpnr_opts: str = ""
 
 
 FAMILIES = {
@@ -232,6 +235,10 @@ FAMILIES = {
                "ECPPACK": "yowasp-ecppack"},
         bitstream_suffix=".bit",
         build_opts={},
+        # router1 did not converge on the ULX3S system with the store feed (tens of thousands
+        # of overused wires after 120 000 iterations, twice); router2 routes congested ECP5
+        # designs by negotiation over the whole net at once
+        nextpnr_opts="--router router2",
         pll=ecp5_pll, pll_primitive=_ecp5_pll_primitive,
         # Yosys does not use the block RAM's output register for inferred memories, and the
         # clock-to-out of a block RAM without it is the slowest path (hw/model_mem.py).
