@@ -4,14 +4,23 @@ Amaranth's ``m.FSM`` encodes its states in binary, and Yosys does not re-encode 
 transition then goes through a state decoder and every state bit is an OR over all the
 transitions that set it. On the iCE40, where each gate level costs a LUT and ~2 ns of routing,
 that is the deepest logic of a controller with a dozen states. Here each state is a flip-flop,
-so a transition is the source's flip-flop AND its condition.
+so a transition is the source's flip-flop AND its condition. `one_hot_select` is the
+multiplexer of the same habit: a select by one-hot flags.
 """
 
 import contextlib
+import functools
+import operator
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Signal, Mux
 
-__all__ = ["OneHotFSM"]
+__all__ = ["OneHotFSM", "one_hot_select"]
+
+
+def one_hot_select(pairs):
+    """OR of (flag & value) over ``(flag, value)`` pairs: a select by one-hot flags, no
+    priority chain."""
+    return functools.reduce(operator.or_, (Mux(f, v, 0) for f, v in pairs))
 
 
 class OneHotFSM:
