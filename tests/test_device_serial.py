@@ -160,11 +160,15 @@ def test_a_host_that_dies_mid_frame_and_mid_job_leaves_nothing(board, diabetes_p
     assert res.model_raw == gold.model_raw and res.mse == gold.mse
 
 
+# A few minutes (the default board system's build and three runs over the pty): `make test-slow`.
+# CI runs the same VirtualBoard in-process above (a second host, a crash mid-frame and mid-job).
+@pytest.mark.slow
 def test_zipml_board_sim_trains_survives_ctrl_c_and_trains_again(tmp_path):
     """`zipml board-sim` prints its pty first; `zipml train --backend board --port PTY` on it
     equals golden bit for bit; a run interrupted by SIGINT exits 130 and the next run on the
     same virtual board still equals golden."""
     import json
+    import re
     import signal
     import subprocess
     import sys
@@ -188,11 +192,17 @@ def test_zipml_board_sim_trains_survives_ctrl_c_and_trains_again(tmp_path):
         # the virtual board runs slower than the real one (and slower still under load): the
         # host waits longer for each answer
         on_it = ("--port", port, "--link-timeout", "5")
-        p, _ = run("board", "interrupted", epochs="5000", extra=on_it)
-        time.sleep(8)                          # connected and streaming by now
-        assert p.poll() is None, p.stderr.read()
+        # not --quiet: its progress bar says when the first epoch is done on the board
+        p = zipml(*[a for a in args if a != "--quiet"], "--epochs", "5000", "--backend",
+                  "board", *on_it, stderr=subprocess.PIPE)
+        seen = bytearray()
+        deadline = time.monotonic() + 300
+        while not re.search(rb" [1-9]\d*/5000", seen):
+            assert p.poll() is None and time.monotonic() < deadline, seen.decode(errors="replace")
+            seen += os.read(p.stderr.fileno(), 4096)
         p.send_signal(signal.SIGINT)
         assert p.wait(60) == 130, p.stderr.read()
+        assert b"interrupted" in seen + p.stderr.read()
         p, board_json = run("board", "board", epochs="1", extra=on_it)
         assert p.wait(300) == 0, p.stderr.read()
         p, golden_json = run("golden", "golden", epochs="1")
