@@ -57,6 +57,7 @@ from ..reference.engine_job import EngineJob
 from ..reference.golden import ARCHS, EngineConfig, buffered, group_planes
 from ..reference.quantize import QUANTIZERS
 from ..sim import engine_rtl
+from ..reference.files import source_commit
 from .files import write_json
 from . import bench_fuzz, bench_link, bench_seeds, bench_store
 
@@ -455,6 +456,10 @@ def main(argv=None) -> int:
     except (ValueError, RuntimeError, TimeoutError) as exc:
         print(f"zipml bench: error: {exc}", file=sys.stderr)
         return 1
+    if isinstance(rep, dict):           # every report names the code and the command
+        rep.setdefault("commit", source_commit())
+        if not rep.get("command"):
+            rep["command"] = "zipml bench " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.json:
         write_json(args.json, rep)
     else:
