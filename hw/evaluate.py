@@ -131,15 +131,18 @@ class Evaluator(wiring.Component):
         need_enable = any_cmd(C.STREAM, C.REPLAY)
 
         whole_words = (length[:log2_wbytes] == 0) if log2_wbytes else Const(1, 1)
-        # The range of a STORE or a model access, at the width of its memory (any higher
-        # address bit is out of range anyway): summed in CHECK, compared in BOUND. A
+        # The range of a STORE or a model access, from the address bits of its memory (any
+        # higher address bit is out of range anyway): summed in CHECK, compared in BOUND. A
         # READ_MODEL count above max_count is BAD_LEN before the bound matters, and
         # WRITE_MODEL's (length - 2) / 4 is length[2:].
         dbits = self.D_MAX.bit_length()
         store_hi = Signal()         # an address bit above the store's is set
         model_hi = Signal()         # an address bit above the model's is set
-        store_end = Signal(sbits + 1)
-        model_end = Signal(dbits + 1)
+        # wide enough that the sum cannot wrap: a frame's words (max_payload / W-bytes for a
+        # STORE, up to length / 4 for a model access) may exceed a small store or model
+        frame_words = (self.max_payload >> log2_wbytes).bit_length()
+        store_end = Signal(max(sbits, frame_words) + 1)
+        model_end = Signal(max(dbits, (self.max_payload >> 2).bit_length()) + 1)
         store_over = Signal()
         model_over = Signal()
         store_len_bad = Signal()

@@ -572,12 +572,9 @@ EVAL_CONFIGS = [
                  id="wide_narrowed"),
     pytest.param(dict(W=64, D_MAX=512, depth=4096, max_payload=128), id="w64"),
     # tests/test_device_build.py's STORE_DEPTH = 64 at W = 8 (256 words fit in one frame)
-    pytest.param(dict(W=8, D_MAX=64, depth=64, max_payload=256), id="small_store",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "Evaluator: store_end is sbits + 1 bits wide, so store_wptr + words "
-                     "wraps when a frame holds more than 2**sbits words (STORE_DEPTH < 128 at "
-                     "W = 8, < 64 at W = 16) and a STORE past the store is judged OK; "
-                     "model_end likewise for D_MAX < 32"))),
+    pytest.param(dict(W=8, D_MAX=64, depth=64, max_payload=256), id="small_store"),
+    # a model smaller than a frame's words
+    pytest.param(dict(W=8, D_MAX=16, depth=16384, max_payload=256), id="small_model"),
 ]
 
 
