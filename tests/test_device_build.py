@@ -115,9 +115,12 @@ class Recording(Transport):
         self.inner, self.baud = inner, inner.baud
         self.parser = P.FrameParser()
         self.commands = []
+        self.frames = []
 
     def write(self, data):
-        self.commands += [f.cmd for f in self.parser.feed(data)]
+        frames = self.parser.feed(data)
+        self.frames += frames
+        self.commands += [f.cmd for f in frames]
         self.inner.write(data)
 
     def read(self, timeout):
@@ -129,7 +132,8 @@ class Recording(Transport):
 
 def _refused(transport, d, match, n=200, **options):
     """Train a random linreg problem of ``d`` features (intercept included) on ``transport``:
-    it must fail with ``match`` after the host sent only its identification reads."""
+    it must fail with ``match`` after the host sent only its identification reads and the
+    reset of connecting (a write of ctrl: stop, clear, engine disabled)."""
     from zipml.host.device import train_sim
     from zipml.host.problem import TrainOptions, prepare, resolve
     rng = np.random.default_rng(d)
@@ -139,7 +143,11 @@ def _refused(transport, d, match, n=200, **options):
     with pytest.raises(ValueError, match=match):
         # no config: the job is built for the board's own build, read at connect
         train_sim(prepared, resolve(prepared, TrainOptions(epochs=1, **options)), transport=rec)
-    assert set(rec.commands) == {P.Command.PING, P.Command.READ_REG}
+    assert set(rec.commands) == {P.Command.PING, P.Command.READ_REG, P.Command.WRITE_REG}
+    ctrl = P.REGISTER_BY_NAME["ctrl"].addr
+    reset = (P.CTRL_STOP | P.CTRL_CLEAR).to_bytes(4, "little")
+    assert [f.payload for f in rec.frames if f.cmd == P.Command.WRITE_REG] == \
+        [bytes([ctrl]) + reset]
 
 
 def test_l2_job_refused_before_anything_is_sent(sim):
