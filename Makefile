@@ -24,10 +24,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/zipml demo --backend sim --out results/demo
 
-# The test suite CI runs: the linter, then everything but the `slow` matrices.
+# The test suite CI runs: the linter, then everything but the `slow` matrices, one worker per
+# core (pytest-xdist; a test file stays on one worker, so its fixtures are built once).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n auto --dist loadfile $(PYTEST_ARGS)
 
 # Every q, every d, both boards placed and routed.
 test-slow: $(STAMP)
