@@ -9,6 +9,7 @@ are written only after training succeeded, each atomically (temporary file + ren
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -18,7 +19,17 @@ import tempfile
 import threading
 import time
 
+import numpy as np
+from tqdm import tqdm
+
+from zipml.hw.boards import BOARDS
+
 from ..reference.order import ORDERS
+from . import backends, datasets
+from .backends import BACKENDS, BackendUnavailable
+from .device import board_baud
+from .problem import (GRIDS, LEVELS, MODELS, PRECONDITIONS, QUANTIZERS, TrainOptions, prepare,
+                      resolve, task_of)
 from ..reference.files import source_commit
 from .files import write_json
 
@@ -76,9 +87,6 @@ def _nonneg_float(s):
 
 
 def _add_train_options(p, defaults=True):
-    from zipml.hw.boards import BOARDS
-    from .backends import BACKENDS
-    from .problem import GRIDS, LEVELS, MODELS, PRECONDITIONS, QUANTIZERS
     p.add_argument("--model", choices=MODELS, default="linreg",
                    help="loss: linreg (squared), lssvm (squared on +-1, L2), svm (hinge), "
                         "logistic (default linreg)")
@@ -210,7 +218,6 @@ class _Progress:
     def __init__(self, total, desc, quiet=False):
         self.bar = None
         if not quiet:
-            from tqdm import tqdm
             self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr,
                             dynamic_ncols=True, leave=True)
 
@@ -225,7 +232,6 @@ class _Progress:
 
 
 def options_from_args(args):
-    from .problem import TrainOptions
     return TrainOptions(model=args.model, bits=args.bits, quantizer=args.quantizer,
                         levels=args.levels, epochs=args.epochs, lr=args.lr, batch=args.batch,
                         seed=args.seed, lam=args.lam, decay=args.decay,
@@ -242,14 +248,11 @@ def run_train(data, options, quiet=True, dataset=None, link=None):
 
     ``link``: keywords of the board backend's serial link (``baud``;
     `zipml.host.device.train_board`), None values meaning "not given"."""
-    from . import backends, datasets
-    from .problem import prepare, resolve, task_of
     options.validate()
     link = {k: v for k, v in (link or {}).items() if v is not None}
     if options.backend == "board":
         if not options.port:
             raise UsageError("--backend board needs --port (the board's serial port)")
-        from .device import board_baud
         board_baud(link.get("baud"), options.board)   # a rate that cannot be chosen fails now
     elif link:
         flag = {"baud": "--baud", "timeout": "--link-timeout"}[next(iter(link))]
@@ -277,7 +280,6 @@ def run_train(data, options, quiet=True, dataset=None, link=None):
 
 def result_json(prepared, options, result, seconds):
     """The ``--json`` document (schema in docs/cli.md)."""
-    import numpy as np
     out = {
         "mse": [float(v) for v in result.mse],
         "model": [float(v) for v in result.model],
@@ -368,7 +370,7 @@ def cmd_train(args) -> int:
     if args.json:
         write_json(args.json, doc)
     if args.plot:
-        from .plot import plot_losses
+        from .plot import plot_losses  # lazy: matplotlib, slow to import
         plot_losses(args.plot, {f"{options.quantizer} q={options.bits}": doc["mse"]},
                     doc.get("optimum_mse"),
                     title=f"{doc['dataset']} {options.model} ({options.backend})")
@@ -380,9 +382,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import numpy as np
-    from . import datasets
-    from .problem import task_of
     _check_output_path(args.out, "out")
     try:
         with open(args.model_json) as f:
@@ -424,8 +423,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from . import datasets
-    from .problem import QUANTIZERS, TrainOptions
     quantizers = [q.strip() for q in args.quantizers.split(",") if q.strip()]
     for q in quantizers:
         if q not in QUANTIZERS:
@@ -449,7 +446,7 @@ def cmd_demo(args) -> int:
             label = f"{quant} q={args.bits}"
         curves[label] = doc["mse"]
         print(_summary(doc))
-    from .plot import plot_losses
+    from .plot import plot_losses  # lazy: matplotlib, slow to import
     os.makedirs(args.out, exist_ok=True)
     png = plot_losses(os.path.join(args.out, "loss.png"), curves,
                       runs[0].get("optimum_mse"),
@@ -467,7 +464,6 @@ DISPATCH = {"bench": ("zipml.host.bench", "main"),
 
 
 def _dispatch(module, fn, argv):
-    import importlib
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
@@ -495,7 +491,6 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-    from .backends import BackendUnavailable
     try:
         # bench/build/flash own their options: hand them the rest of the line untouched
         if argv and argv[0] in DISPATCH:

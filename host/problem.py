@@ -16,9 +16,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..reference.order import order_function, sample_order
-from ..reference.quantize import GRIDS, QUANTIZERS, STOCHASTIC, check_grid
+from ..reference.quantize import GRIDS, QUANTIZERS, STOCHASTIC, check_grid, variance
 
 __all__ = ["MODELS", "PRECONDITIONS", "QUANTIZERS", "LEVELS", "TASKS", "Dataset", "Prepared", "prepare",
            "TrainOptions", "TrainResult", "default_lr", "default_decay", "resolve",
@@ -182,7 +183,6 @@ class Prepared:
 
 def _as_float_2d(X, what="X") -> np.ndarray:
     try:
-        import scipy.sparse as sp
         if sp.issparse(X):
             X = X.toarray()
     except ImportError:          # scipy comes with scikit-learn; dense input works without it
@@ -384,7 +384,7 @@ class TrainOptions:
         if self.levels == "optimal" and self.quantizer == "full":
             raise ValueError("levels optimal needs a quantizer that rounds (not full)")
         if self.board is not None:
-            from zipml.hw.boards import board_spec
+            from zipml.hw.boards import board_spec  # lazy: amaranth, only for --board
             board_spec(self.board)             # an unknown name: one error naming the boards
             if self.backend == "reference":
                 raise ValueError(f"board {self.board!r} chooses the engine of golden, rtl, sim "
@@ -453,7 +453,6 @@ def _expected_sq_norm(A: np.ndarray, q: int, quantizer: str) -> np.ndarray:
     """E|Q(a)|^2 per row = |a|^2 + the stochastic-rounding variance (uniform grid)."""
     sq = np.einsum("ij,ij->i", A, A)
     if quantizer in STOCHASTIC:
-        from ..reference.quantize import variance
         # one column at a time would loop over features; chunks of rows keep memory bounded
         tot = np.empty(A.shape[0])
         step = max(1, 1_000_000 // max(A.shape[1], 1))

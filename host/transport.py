@@ -17,6 +17,8 @@ clock and rate are parameters (default 12 MHz and 3 Mbaud, 4 clocks per bit);
 from __future__ import annotations
 
 import abc
+import pathlib
+import random
 import time
 
 import numpy as np
@@ -73,7 +75,7 @@ class SerialTransport(Transport):
 
     def __init__(self, port, baud):
         try:
-            import serial
+            import serial  # lazy: its absence is one TransportError
         except ImportError as e:  # pragma: no cover - pyserial is a dependency
             raise TransportError("pyserial is not installed: pip install pyserial") from e
         try:
@@ -158,10 +160,8 @@ class SimTransport(Transport):
                  BUF_DEPTH=512, STORE_DEPTH=4096, ARCH="parallel", L2=True, COUNTER_BITS=None,
                  STALL=True, LINK_BITS=None, READBACK=True, system=None, gap_prob=0.0,
                  seed=0):
-        import pathlib
-        import random
-        from zipml.hw.soc import System, divisor_for
-        from zipml.sim.verilator import Model, to_verilog, to_verilog_cached
+        from zipml.hw.soc import System, divisor_for  # lazy: amaranth, only when simulating
+        from zipml.sim.verilator import Model, to_verilog, to_verilog_cached  # lazy: likewise
         if system is None:
             params = dict(clk_freq=clk_freq, baud=baud, W=W, D_MAX=D_MAX, B_MAX=B_MAX,
                           BUF_DEPTH=BUF_DEPTH, STORE_DEPTH=STORE_DEPTH, ARCH=ARCH, L2=bool(L2))

@@ -20,11 +20,13 @@ from amaranth.lib.wiring import In, Out
 
 from . import protocol as P
 from .command import CommandUnit
+from .engine import Engine
 from .evaluate import Evaluator
 from .frame import FrameReceiver, FrameSender
 from .registers import RegisterFile
 from .replay import Replay
 from .responder import Responder
+from .serial_engine import SerialEngine
 from .skid import SkidBuffer
 from .store_feed import StoreFeed
 from .uart import UartRx, UartTx
@@ -96,10 +98,8 @@ def engine_class(arch):
     """The engine gateware of an architecture (`zipml.reference.golden.ARCHS`): ``parallel``
     is `zipml.hw.engine.Engine`, ``serial`` `zipml.hw.serial_engine.SerialEngine`."""
     if arch == "parallel":
-        from .engine import Engine
         return Engine
     if arch == "serial":
-        from .serial_engine import SerialEngine
         return SerialEngine
     raise ValueError(f"unknown engine architecture {arch!r}; choose parallel or serial")
 

@@ -23,7 +23,7 @@ import numpy as np
 from . import pack, store
 from .golden import F, STEP_BITS, EngineConfig, EngineRegs, decay, dot_group_words
 from .order import sample_order
-from .quantize import QUANTIZERS, STOCHASTIC, check_grid, floor_split
+from .quantize import QUANTIZERS, STOCHASTIC, check_grid, floor_split, quantize
 
 __all__ = [
     "DEFAULT_CONFIG", "QUANTIZERS", "ENGINE_MODE", "engine_mode", "step_registers", "effective_lr",
@@ -137,7 +137,6 @@ def quantize_codes(a, q: int, rng, method: str, *, rows=None, copies=None) -> np
     Uses :func:`zipml.reference.quantize.quantize` (the one quantizer of the project) and checks
     that it returns integer codes.
     """
-    from .quantize import quantize
     codes = np.asarray(quantize(a, q, rng, method=method, rows=rows, copies=copies))
     if not np.issubdtype(codes.dtype, np.integer):
         raise TypeError(f"zipml.reference.quantize.quantize returned {codes.dtype}, not codes")

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.polynomial import Chebyshev, Polynomial
 
 from .quantize import QUANTIZERS, check_bits, check_grid, dequantize, quantize
 from .order import sample_order
@@ -118,7 +119,6 @@ def chebyshev_power_coeffs(loss: str, degree: int, r: float):
     f(b, z) = b * h(b z) for hinge and logistic (h(t) = -[t < 1], -sigma(-t)), so one
     polynomial P ~ h serves both labels: f(b, z) ~ b * P(b z) = sum_k c_k b^(k+1) z^k.
     """
-    from numpy.polynomial import Chebyshev, Polynomial
 
     def h(t):
         return scalar_grad(loss, t, 1.0)

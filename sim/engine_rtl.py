@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..hw.soc import engine_class
 from ..reference.golden import EngineConfig, EngineRegs, EngineResult
 from . import verilator as V
 
@@ -39,7 +40,6 @@ def top_name(config: EngineConfig) -> str:
 
 
 def _engine(config: EngineConfig):
-    from ..hw.soc import engine_class
     return engine_class(config.ARCH)(W=config.W, D_MAX=config.D_MAX, B_MAX=config.B_MAX,
                                      BUF_DEPTH=config.BUF_DEPTH)
 
