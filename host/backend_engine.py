@@ -31,6 +31,7 @@ from ..reference.golden import run as golden_run
 from ..reference.order import fixed_order, order_function
 from ..reference.pack import segment_words
 from ..reference.store import P_MAX
+from . import checkpoint
 from .backends import BackendUnavailable, report
 from .problem import TrainResult, resolve
 
@@ -272,10 +273,17 @@ def _decay_factor(options):
 def train_engine(prepared, options, progress=None, *, runner, config: EngineConfig | None = None,
                  caps: dict | None = None, backend: str = "golden",
                  store_depth: int | None = None):
-    """Train with ``runner(config, regs, words, init_model) -> EngineResult`` per epoch segment.
+    """Train with ``runner(config, regs, words, init_model, epoch) -> EngineResult`` per epoch
+    segment (``words``: the engine's stream of epoch ``epoch``; a board in store mode draws
+    them itself from the epoch's seed).
 
     ``caps`` are the build's options (`zipml.hw.protocol.decode_caps`; None: all of them): a
     job needing one the build lacks is refused (:func:`check_regs`) before the runner runs.
+
+    ``options.checkpoint`` (a path) saves a `zipml.host.checkpoint.Checkpoint` after every
+    epoch; ``options.resume`` (a path) starts from one, after checking it is of this job, and
+    trains the epochs left up to ``options.epochs``: bit for bit what the uninterrupted run
+    gives, on any engine backend of the same build.
 
     Returns
     -------
@@ -285,7 +293,9 @@ def train_engine(prepared, options, progress=None, *, runner, config: EngineConf
         and labels included), ``mse`` per epoch in user units, ``extra`` the registers, the
         engine config, whether it has L2, the counters, ``link_bits`` (bits the host sends:
         every streamed word, or the stored segment once) and ``store_bits`` (bits read from
-        the sample store, every epoch; 0 when streaming).
+        the sample store, every epoch; 0 when streaming), ``resumed_at`` (the epoch a resumed
+        run started at, else None) and ``trained_by`` (the backend of each run that trained
+        it). The loss history, cycles, bits and counters include a resumed checkpoint's.
     """
 
     ej = engine_job_for(prepared, options, config, store_depth)
@@ -296,49 +306,67 @@ def train_engine(prepared, options, progress=None, *, runner, config: EngineConf
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     replay = ej.store_p > 0
     X = np.zeros(ej.d, dtype=np.int64)
-    mse, bits, samples, words = [], 0, 0, 0
-    cycles, stalls, overflow = 0, 0, False
-    has_clock = True
-    for e in range(epochs):
+    mse = []
+    totals = {"bits": 0, "samples": 0, "words": 0, "cycles": 0, "stall_cycles": 0,
+              "overflow": False}
+    backends = []
+    save_to, resume_from = _opt(options, "checkpoint"), _opt(options, "resume")
+    job_fp = checkpoint.fingerprint(ej) if (save_to or resume_from) else None
+    if resume_from:
+        ck = checkpoint.load(resume_from)
+        ck.check(job_fp, epochs)
+        X = np.asarray(ck.model_raw, dtype=np.int64)
+        mse, totals, backends = list(ck.mse), dict(ck.totals), list(ck.backends)
+        for e, err in enumerate(mse):
+            report(progress, e, err)
+    start = len(mse)
+    backends.append(backend)
+    for e in range(start, epochs):
         words_e = ej.epoch_stream(e)
-        res = runner(ej.config, ej.epoch_regs(e), words_e, init_model=X)
+        res = runner(ej.config, ej.epoch_regs(e), words_e, init_model=X, epoch=e)
         X = np.asarray(res.model_words, dtype=np.int64)
-        bits += int(words_e.size) * ej.config.W
-        samples += res.samples
-        words += res.words
-        overflow |= bool(res.overflow)
-        if res.cycles is None:
-            has_clock = False
+        totals["bits"] += int(words_e.size) * ej.config.W
+        totals["samples"] += int(res.samples)
+        totals["words"] += int(res.words)
+        totals["overflow"] = bool(totals["overflow"] or res.overflow)
+        if res.cycles is None or totals["cycles"] is None:
+            totals["cycles"] = totals["stall_cycles"] = None      # a backend without a clock
         else:
-            cycles += int(res.cycles)
-            stalls += int(res.stall_cycles or 0)
+            totals["cycles"] += int(res.cycles)
+            totals["stall_cycles"] += int(res.stall_cycles or 0)
         err = _mse(prepared, job.float_model(X))
         mse.append(err)
+        if save_to:
+            checkpoint.save(save_to, checkpoint.Checkpoint(
+                job=job_fp, epoch=e + 1, model_raw=[int(v) for v in X], mse=mse,
+                totals=totals, backends=backends))
         report(progress, e, err)
     x = job.float_model(X)
     return TrainResult(
         mse=mse, model=_user_model(prepared, x), model_raw=[int(v) for v in X],
-        bits_moved=bits, cycles=cycles if has_clock else None,
+        bits_moved=totals["bits"], cycles=totals["cycles"],
         extra={"backend": backend, "regs": dict(ej.regs.__dict__),
-               "config": dict(ej.config.__dict__), "L2": bool(caps["L2"]), "samples": samples,
-               "words": words, "stall_cycles": stalls if has_clock else None,
-               "overflow": overflow,
+               "config": dict(ej.config.__dict__), "L2": bool(caps["L2"]),
+               "samples": totals["samples"], "words": totals["words"],
+               "stall_cycles": totals["stall_cycles"], "overflow": totals["overflow"],
                "lr_effective": job.effective_lr(ej.regs.step, ej.regs.step_shift, ej.regs.q,
                                                 ej.regs.grid),
                "grid": "floor" if ej.regs.grid else "symmetric",
                "replay": replay, "store_p": ej.store_p,
                "store_words": int(store_depth) if store_depth else None,
                "order": "fixed" if (replay or ej.order is fixed_order) else "shuffle",
-               "link_bits": ej.store_bits() if replay else bits,
+               "link_bits": ej.store_bits() if replay else totals["bits"],
                "store_bits": ej.store_bits() * epochs if replay else 0,
                "store_fit": store_fit(ej.n, ej.d, ej.regs.q, ej.B, ej.quantizer),
-               "model_scaled": x.tolist()})
+               "model_scaled": x.tolist(),
+               "resumed_at": start if resume_from else None,
+               "trained_by": backends})
 
 
-def golden_cycles_run(config, regs, words, init_model=None):
+def golden_cycles_run(config, regs, words, init_model=None, epoch=None):
     """:func:`zipml.reference.golden.run` with the engine's ``cycles`` and ``stall_cycles``
     from the cycle model (`zipml.reference.cycles`): what the RTL counts for the stream fed
-    without gaps."""
+    without gaps. (``epoch`` is not needed: ``words`` already hold the epoch's draws.)"""
     res = golden_run(config, regs, words, init_model=init_model)
     res.cycles, res.stall_cycles = engine_cycles(config, regs, words)
     return res
@@ -365,7 +393,11 @@ def train_rtl(prepared, options, progress=None, config: EngineConfig | None = No
     except ImportError as exc:            # Verilator or the gateware missing
         raise BackendUnavailable(f"the rtl backend needs the Verilator simulation of "
                                  f"zipml.hw.engine: {exc}") from exc
-    return train_engine(prepared, options, progress, runner=run, config=build.config,
+
+    def runner(config, regs, words, init_model=None, epoch=None):
+        return run(config, regs, words, init_model=init_model)
+
+    return train_engine(prepared, options, progress, runner=runner, config=build.config,
                         caps=build.caps, backend="rtl",
                         store_depth=_opt(options, "store_words") or build.store_depth)
 

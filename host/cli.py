@@ -150,6 +150,11 @@ def _add_train_options(p, defaults=True):
                    help="golden, rtl, sim: train that board's engine build (sim: at its clock "
                         "and baud); board: which board, for its default --baud (default: "
                         "golden's engine, W=32)")
+    p.add_argument("--checkpoint", metavar="PATH", default=None,
+                   help="engine backends: save the model, epoch and history after every epoch")
+    p.add_argument("--resume", metavar="PATH", default=None,
+                   help="engine backends: go on from a checkpoint of the same data and options "
+                        "up to --epochs, bit for bit as if never stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -240,7 +245,8 @@ def options_from_args(args):
                         degree=args.degree, refetch=args.refetch, replay=args.replay,
                         store_bits=args.store_bits, grid=args.grid, order=args.order,
                         store_words=args.store_words,
-                        precondition=args.precondition)
+                        precondition=args.precondition, checkpoint=args.checkpoint,
+                        resume=args.resume)
 
 
 def run_train(data, options, quiet=True, dataset=None, link=None):
@@ -361,6 +367,7 @@ def _summary(doc) -> str:
 def cmd_train(args) -> int:
     _check_output_path(args.json, "json")
     _check_output_path(args.plot, "plot")
+    _check_output_path(args.checkpoint, "checkpoint")
     options = options_from_args(args)
     prepared, resolved, result, secs = run_train(args.data, options, quiet=args.quiet,
                                                  link={"baud": args.baud,

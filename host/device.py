@@ -489,7 +489,7 @@ _HINTS = {
 
 # ---------------------------------------------------------------------- backends
 class DeviceRunner:
-    """``runner(config, regs, words, init_model) -> EngineResult`` on a board, for
+    """``runner(config, regs, words, init_model, epoch) -> EngineResult`` on a board, for
     `zipml.host.backend_engine.train_engine`: one epoch segment per call.
 
     Per call: write the registers that changed (the engine's, ``grid`` included), the model if
@@ -499,10 +499,10 @@ class DeviceRunner:
 
     **Store mode** (docs/store.md): with a ``job`` (`zipml.reference.engine_job.EngineJob`) whose
     ``store_p`` > 0, the first call uploads ``job.stored_segment()`` and writes the feed's
-    registers (``job.feed_regs()``) and seed (``job.feed_seed()``); every call then clears and
-    REPLAYs the store once, and the board's store feed draws the epoch's codes. ``words`` is
-    not sent then (it may be None; the golden equivalent is ``job.epoch_stream(e)``, epochs in
-    order, which is what the engine receives). Otherwise the feed passes replayed words
+    registers (``job.feed_regs()``); every call then loads the seed of its ``epoch``
+    (``job.feed_seed(epoch)``), clears and REPLAYs the store once, and the board's store feed
+    draws the epoch's codes. ``words`` is not sent then (it may be None; the golden equivalent
+    is ``job.epoch_stream(epoch)``, which is what the engine receives). Otherwise the feed passes replayed words
     through (``store_p`` = 0).
 
     Attributes
@@ -551,7 +551,7 @@ class DeviceRunner:
             self.uploads += 1
             self.link_words += int(words.size)
 
-    def __call__(self, config, regs, words, init_model=None):
+    def __call__(self, config, regs, words, init_model=None, epoch=0):
         dev = self.device
         dev.check_job(config, regs)
         store_mode = self.store_mode
@@ -568,13 +568,14 @@ class DeviceRunner:
         replay = self.replay or store_mode
         if store_mode:
             if self._fed is not self.job:
-                # the stored codes and the seed once per job: the generators then run on,
-                # epoch after epoch, exactly as the golden feed's carried state
+                # the stored codes once per job
                 self._upload(np.asarray(self.job.stored_segment(), dtype=np.uint64))
                 self._write("store_p", int(fregs.p))
                 self._write("store_round", int(fregs.round))
-                dev.set_seed(self.job.feed_seed())
                 self._fed = self.job
+            # the generators afresh every epoch, from the epoch's own seed, as the golden
+            # feed draws it (so a resumed run draws what the uninterrupted one did)
+            dev.set_seed(self.job.feed_seed(epoch))
         elif replay:
             self._write("store_p", 0)
             self._upload(np.asarray(words, dtype=np.uint64))

@@ -291,7 +291,7 @@ def engine_run(prepared, model, board, quantizer, q, seed, settings, clock, prog
     build = be.board_build(board)
     per_epoch = []
 
-    def runner(config, regs, words, init_model=None):
+    def runner(config, regs, words, init_model=None, epoch=None):
         res = be.golden_cycles_run(config, regs, words, init_model=init_model)
         per_epoch.append((int(res.cycles), int(words.size) * config.W))
         return res

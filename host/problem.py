@@ -346,6 +346,10 @@ class TrainOptions:
     #: every epoch, as store mode visits its store)
     order: str = "shuffle"
     precondition: str = "whiten"
+    #: engine backends: save the state after every epoch to this path / start from the one
+    #: saved there (`zipml.host.checkpoint`)
+    checkpoint: str | None = None
+    resume: str | None = None
 
     def validate(self, max_bits: int = 32) -> "TrainOptions":
         """Raise ValueError with one message naming the first bad option; return self."""
@@ -381,6 +385,10 @@ class TrainOptions:
         if self.precondition not in PRECONDITIONS:
             raise ValueError(f"precondition must be one of {', '.join(PRECONDITIONS)}, "
                              f"got {self.precondition!r}")
+        if (self.checkpoint or self.resume) and self.backend == "reference":
+            flag = "--checkpoint" if self.checkpoint else "--resume"
+            raise ValueError(f"{flag} saves and restores the engine's model words: use an "
+                             f"engine backend (golden, rtl, sim, board)")
         if self.levels == "optimal" and self.quantizer == "full":
             raise ValueError("levels optimal needs a quantizer that rounds (not full)")
         if self.board is not None:

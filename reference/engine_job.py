@@ -10,7 +10,9 @@ same data, seed and options they are fed the same words.
 
 Randomness: epoch e draws its codes from ``np.random.default_rng([seed, e])`` (Q1, the grad
 codes, first, then Q2, the dot codes), so any epoch's stream can be rebuilt on its own, and the
-samples come in the order ``sample_order(n, e, seed)`` of :mod:`zipml.reference.order`.
+samples come in the order ``sample_order(n, e, seed)`` of :mod:`zipml.reference.order`. In
+store mode the board's generators are loaded before epoch e with ``EngineJob.feed_seed(e)``,
+so there too an epoch stands on its own (what checkpoint and resume rely on).
 """
 
 from __future__ import annotations
@@ -172,7 +174,7 @@ class EngineJob:
     seed: int
     order: object
     store_p: int = 0
-    _feed_states: list = field(default_factory=list, repr=False)
+    _stored: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, A, b, *, quantizer: str, q: int, lr: float, B: int = 1, seed: int = 0,
@@ -281,7 +283,7 @@ class EngineJob:
 
     def epoch_stream(self, epoch: int) -> np.ndarray:
         """The engine's word stream of epoch ``epoch``'s segment (in store mode: what the
-        store feed makes of the stored segment in that epoch, epochs computed in order)."""
+        store feed makes of the stored segment in that epoch, from that epoch's seed)."""
         if self.store_p:
             return self._fed_stream(epoch)
         _, dot, grad, L = self.epoch_codes(epoch)
@@ -313,25 +315,21 @@ class EngineJob:
         return store.FeedRegs(p=self.store_p,
                               round=0 if self.quantizer in STOCHASTIC else 1)
 
-    def feed_seed(self) -> int:
-        """The 64-bit generator seed the host writes, derived from the job's seed."""
-        rng = np.random.default_rng([self.seed, 0x5EED])
-        while True:
-            s = int(rng.integers(1, 1 << 63)) << 1 | int(rng.integers(0, 2))
-            try:
-                return store.check_seed(s, self.config.W)
-            except ValueError:
-                continue
+    def feed_seed(self, epoch: int = 0) -> int:
+        """The 64-bit generator seed the host writes before store-mode epoch ``epoch``, derived
+        from the job's seed and the epoch (a seed that loads a zero state is skipped).
+
+        Each epoch is seeded afresh, as a streamed epoch draws from ``default_rng([seed, e])``,
+        rather than letting the generators run on from the previous epoch: any epoch's draws
+        can then be rebuilt on their own, so a run resumed from a checkpoint at epoch e loads
+        the seed of epoch e and draws exactly what the uninterrupted run drew, on a board whose
+        generator states cannot be read back or written one by one."""
+        return store.epoch_seed(self.seed, epoch, self.config.W)
 
     def _fed_stream(self, epoch: int) -> np.ndarray:
-        if not self._feed_states:
+        if self._stored is None:
             self._stored = self.stored_segment()
-            self._feed_states.append(store.seed_states(self.feed_seed(), self.config.W))
-        while len(self._feed_states) <= epoch:
-            e = len(self._feed_states) - 1
-            _, st = store.feed(self.config, self.epoch_regs(e), self.feed_regs(), self._stored,
-                               self._feed_states[e])
-            self._feed_states.append(st)
         words, _ = store.feed(self.config, self.epoch_regs(epoch), self.feed_regs(),
-                              self._stored, self._feed_states[epoch])
+                              self._stored, store.seed_states(self.feed_seed(epoch),
+                                                              self.config.W))
         return words

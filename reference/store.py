@@ -17,7 +17,7 @@ import numpy as np
 from .golden import EngineConfig, EngineRegs, label_words, parse_header
 
 __all__ = ["P_MAX", "GOLDEN_GAMMA", "MASK32", "MASK64", "FeedRegs", "xorshift32", "xorshift64",
-           "state_bits", "generators", "seed_states", "check_seed", "store_codes",
+           "state_bits", "generators", "seed_states", "check_seed", "epoch_seed", "store_codes",
            "stored_value", "feed"]
 
 #: largest stored precision p (the feed's ``store_p`` register is 5 bits; 0 = pass-through)
@@ -108,6 +108,19 @@ class FeedRegs:
                              "floor (1)")
         if self.p and regs.q > self.p:
             raise ValueError(f"q={regs.q} exceeds the stored precision p={self.p}")
+
+
+def epoch_seed(seed: int, epoch: int, W: int) -> int:
+    """The 64-bit generator seed of store-mode epoch ``epoch`` of a job seeded ``seed``, for a
+    feed of width ``W``: drawn from ``default_rng([seed, 0x5EED, epoch])``, skipping any that
+    would load a zero state (:func:`check_seed`)."""
+    rng = np.random.default_rng([int(seed), 0x5EED, int(epoch)])
+    while True:
+        s = int(rng.integers(1, 1 << 63)) << 1 | int(rng.integers(0, 2))
+        try:
+            return check_seed(s, W)
+        except ValueError:
+            continue
 
 
 def store_codes(a, p: int) -> np.ndarray:

@@ -129,7 +129,7 @@ def train_store_mode(dev, config, job, epochs):
     for e in range(epochs):
         stream = job.epoch_stream(e)
         g = golden.run(config, job.epoch_regs(e), stream, init_model=Xg)
-        r = runner(config, job.epoch_regs(e), None, init_model=X)
+        r = runner(config, job.epoch_regs(e), None, init_model=X, epoch=e)
         assert np.array_equal(r.model_words, g.model_words), f"epoch {e}"
         assert r.words == stream.size and r.samples == g.samples
         assert not g.overflow

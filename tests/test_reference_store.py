@@ -143,13 +143,14 @@ def test_store_codes_round_trip():
 
 
 def _epochs(q, p, mode, rnd, E, seed=11, n=40, d=16):
-    """Codes of E consecutive epochs of one stored segment: (E, n, d) arrays."""
+    """Codes of E consecutive epochs of one stored segment, each epoch's generators loaded
+    from its own seed as a job's are (`zipml.reference.store.epoch_seed`): (E, n, d) arrays."""
     rng = np.random.default_rng(seed)
     s, words = stored(rng, n, d, p)
-    st = store.seed_states(store.check_seed(0x9E3779B97F4A7C15 ^ seed, W), W)
     t, dd, dg = [], [], []
-    for _ in range(E):
-        out, st = store.feed(CONFIG, regs(q, mode, d), store.FeedRegs(p, rnd), words, st)
+    for e in range(E):
+        st = store.seed_states(store.epoch_seed(seed, e, W), W)
+        out, _ = store.feed(CONFIG, regs(q, mode, d), store.FeedRegs(p, rnd), words, st)
         a, b, c = decode(out, q, mode, d)
         t.append(a), dd.append(b), dg.append(c)
     return s, np.array(t), np.array(dd), np.array(dg)
